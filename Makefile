@@ -1,0 +1,50 @@
+# Thin front door to CMake. `make` builds, `make test` runs the suite, `make demo` runs the main job
+# on a small synthetic dataset, `make bench` times the engine against PyTorch, `make deps` installs
+# the Debian packages the build needs.
+BUILD      ?= build
+JOBS       ?= $(shell nproc)
+CUDA_ARCHS ?=
+CPU_ONLY   ?= 0
+DEPS       := cmake g++ make libstb-dev nlohmann-json3-dev doctest-dev libopenblas-dev
+
+CMAKE_ARGS := -DCMAKE_BUILD_TYPE=Release
+ifneq ($(CUDA_ARCHS),)
+CMAKE_ARGS += -DREFOCUS_CUDA_ARCHS="$(CUDA_ARCHS)"
+endif
+ifeq ($(CPU_ONLY),1)
+CMAKE_ARGS += -DREFOCUS_CUDA=OFF
+endif
+
+.PHONY: all build deps configure test demo bench golden clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+configure: deps
+	@test -f $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) $(CMAKE_ARGS)
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+demo: build
+	./scripts/demo.sh $(BUILD)
+
+bench: build
+	./bench/run_all.sh $(BUILD)
+
+# Rewrite the PyTorch golden files (needs Debian's python3-torch and python3-skimage).
+golden:
+	/usr/bin/python3 tests/golden/make_golden.py
+
+clean:
+	rm -rf $(BUILD)

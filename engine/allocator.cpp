@@ -1,0 +1,176 @@
+#include "engine/allocator.h"
+
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "engine/error.h"
+
+#ifdef REFOCUS_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include "engine/cuda_check.h"
+#endif
+
+namespace rf {
+
+std::string format_bytes(size_t b) {
+  char buf[64];
+  if (b >= (1ull << 30))
+    std::snprintf(buf, sizeof buf, "%.2f GiB", b / 1073741824.0);
+  else if (b >= (1ull << 20))
+    std::snprintf(buf, sizeof buf, "%.1f MiB", b / 1048576.0);
+  else
+    std::snprintf(buf, sizeof buf, "%zu B", b);
+  return buf;
+}
+
+#ifdef REFOCUS_WITH_CUDA
+namespace {
+
+// Size classes: small requests round up to 512 B, large ones to 2 MiB, so that the same shapes in the
+// next training step hit exactly the blocks the last step freed.
+size_t round_size(size_t bytes) {
+  const size_t small = 512, large = 2u << 20;
+  if (bytes < (1u << 20)) return (bytes + small - 1) / small * small;
+  return (bytes + large - 1) / large * large;
+}
+
+struct CachingAllocator {
+  std::mutex mu;
+  std::map<size_t, std::vector<void*>> free_blocks;  // rounded size -> cached blocks
+  CudaAllocStats st;
+  bool caching = true;
+
+  void* alloc(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu);
+    size_t sz = round_size(bytes == 0 ? 1 : bytes);
+    st.requests++;
+    auto it = free_blocks.find(sz);
+    if (it != free_blocks.end() && !it->second.empty()) {
+      void* p = it->second.back();
+      it->second.pop_back();
+      st.cached_bytes -= sz;
+      st.allocated_bytes += sz;
+      st.cache_hits++;
+      if (st.allocated_bytes > st.peak_allocated_bytes) st.peak_allocated_bytes = st.allocated_bytes;
+      return p;
+    }
+    void* p = nullptr;
+    cudaError_t e = cudaMalloc(&p, sz);
+    if (e != cudaSuccess) {
+      // Out of memory: give the cache back to the driver and try once more.
+      cudaGetLastError();
+      release_cache_locked();
+      e = cudaMalloc(&p, sz);
+    }
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      size_t free_b = 0, total_b = 0;
+      cudaMemGetInfo(&free_b, &total_b);
+      throw Error(cat("CUDA out of memory: tried to allocate ", format_bytes(sz), "; the GPU has ",
+                      format_bytes(total_b), " in total, ", format_bytes(free_b), " free; refocus holds ",
+                      format_bytes(st.allocated_bytes), " in tensors and ", format_bytes(st.cached_bytes),
+                      " cached. Use a smaller --batch or --crop, or tile the image."));
+    }
+    st.cuda_malloc_calls++;
+    st.reserved_bytes += sz;
+    st.allocated_bytes += sz;
+    if (st.allocated_bytes > st.peak_allocated_bytes) st.peak_allocated_bytes = st.allocated_bytes;
+    return p;
+  }
+
+  void release(void* p, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu);
+    size_t sz = round_size(bytes == 0 ? 1 : bytes);
+    st.allocated_bytes -= sz;
+    if (caching) {
+      free_blocks[sz].push_back(p);
+      st.cached_bytes += sz;
+    } else {
+      cudaFree(p);
+      st.reserved_bytes -= sz;
+    }
+  }
+
+  void release_cache_locked() {
+    cudaDeviceSynchronize();
+    for (auto& kv : free_blocks)
+      for (void* p : kv.second) {
+        cudaFree(p);
+        st.reserved_bytes -= kv.first;
+      }
+    free_blocks.clear();
+    st.cached_bytes = 0;
+  }
+};
+
+CachingAllocator& cuda_allocator() {
+  // Leaked on purpose: tensors in static objects may be freed after main() returns.
+  static CachingAllocator* a = new CachingAllocator();
+  return *a;
+}
+
+}  // namespace
+#endif
+
+void* device_alloc(Device d, size_t bytes) {
+  if (d == Device::CPU) {
+    size_t sz = (bytes + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, sz == 0 ? 64 : sz);
+    RF_CHECK(p, "out of host memory: could not allocate ", format_bytes(bytes));
+    return p;
+  }
+#ifdef REFOCUS_WITH_CUDA
+  return cuda_allocator().alloc(bytes);
+#else
+  throw Error("a CUDA tensor was requested but refocus was built without CUDA");
+#endif
+}
+
+void device_free(Device d, void* p, size_t bytes) {
+  if (!p) return;
+  if (d == Device::CPU) {
+    std::free(p);
+    return;
+  }
+#ifdef REFOCUS_WITH_CUDA
+  cuda_allocator().release(p, bytes);
+#else
+  (void)bytes;
+#endif
+}
+
+CudaAllocStats cuda_alloc_stats() {
+#ifdef REFOCUS_WITH_CUDA
+  auto& a = cuda_allocator();
+  std::lock_guard<std::mutex> lock(a.mu);
+  return a.st;
+#else
+  return {};
+#endif
+}
+
+void cuda_empty_cache() {
+#ifdef REFOCUS_WITH_CUDA
+  auto& a = cuda_allocator();
+  std::lock_guard<std::mutex> lock(a.mu);
+  a.release_cache_locked();
+#endif
+}
+
+void cuda_set_caching(bool on) {
+#ifdef REFOCUS_WITH_CUDA
+  auto& a = cuda_allocator();
+  {
+    std::lock_guard<std::mutex> lock(a.mu);
+    a.caching = on;
+  }
+  if (!on) cuda_empty_cache();
+#else
+  (void)on;
+#endif
+}
+
+}  // namespace rf

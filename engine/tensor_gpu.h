@@ -1,0 +1,7 @@
+// CUDA launchers used by the tensor core (defined in tensor.cu).
+#pragma once
+#include <cstdint>
+
+namespace rf::gpu {
+void fill(float* p, int64_t n, float v);
+}  // namespace rf::gpu

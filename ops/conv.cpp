@@ -1,0 +1,272 @@
+#include "ops/conv.h"
+
+#include <cstring>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "ops/conv_impl.h"
+#include "ops/dispatch.h"
+#include "ops/elementwise.h"
+#include "ops/gemm.h"
+#include "ops/reduce.h"
+
+namespace rf {
+
+namespace cpu {
+
+void conv2d_naive(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
+  const int64_t cig = g.c_in_g(), cog = g.c_out_g();
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t co = 0; co < g.c_out; ++co)
+      for (int64_t oh = 0; oh < g.h_out; ++oh)
+        for (int64_t ow = 0; ow < g.w_out; ++ow) {
+          double acc = bias ? bias[co] : 0.0;
+          int64_t grp = co / cog;
+          for (int64_t ci = 0; ci < cig; ++ci)
+            for (int64_t ki = 0; ki < g.kh; ++ki)
+              for (int64_t kj = 0; kj < g.kw; ++kj) {
+                int64_t ih = oh * g.stride_h - g.pad_h + ki * g.dil_h;
+                int64_t iw = ow * g.stride_w - g.pad_w + kj * g.dil_w;
+                if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) continue;
+                acc += (double)x[((n * g.c_in + grp * cig + ci) * g.h + ih) * g.w + iw] *
+                       w[((co * cig + ci) * g.kh + ki) * g.kw + kj];
+              }
+          y[((n * g.c_out + co) * g.h_out + oh) * g.w_out + ow] = (float)acc;
+        }
+}
+
+void im2col(const ConvGeometry& g, const float* img, float* col) {
+  const int64_t hw_out = g.h_out * g.w_out, rows = g.c_in * g.kh * g.kw;
+#pragma omp parallel for if (rows * hw_out > (1 << 15))
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t kj = r % g.kw, ki = (r / g.kw) % g.kh, c = r / (g.kw * g.kh);
+    const float* plane = img + c * g.h * g.w;
+    float* out = col + r * hw_out;
+    for (int64_t oh = 0; oh < g.h_out; ++oh) {
+      int64_t ih = oh * g.stride_h - g.pad_h + ki * g.dil_h;
+      float* orow = out + oh * g.w_out;
+      if (ih < 0 || ih >= g.h) {
+        std::memset(orow, 0, sizeof(float) * g.w_out);
+        continue;
+      }
+      const float* irow = plane + ih * g.w;
+      for (int64_t ow = 0; ow < g.w_out; ++ow) {
+        int64_t iw = ow * g.stride_w - g.pad_w + kj * g.dil_w;
+        orow[ow] = (iw >= 0 && iw < g.w) ? irow[iw] : 0.f;
+      }
+    }
+  }
+}
+
+void col2im(const ConvGeometry& g, const float* col, float* img) {
+  const int64_t hw_out = g.h_out * g.w_out;
+  std::memset(img, 0, sizeof(float) * g.c_in * g.h * g.w);
+  // Parallel over channels: the rows of one channel only touch that channel's plane.
+#pragma omp parallel for if (g.c_in * g.kh * g.kw * hw_out > (1 << 15))
+  for (int64_t c = 0; c < g.c_in; ++c) {
+    float* plane = img + c * g.h * g.w;
+    for (int64_t ki = 0; ki < g.kh; ++ki)
+      for (int64_t kj = 0; kj < g.kw; ++kj) {
+        const float* in = col + ((c * g.kh + ki) * g.kw + kj) * hw_out;
+        for (int64_t oh = 0; oh < g.h_out; ++oh) {
+          int64_t ih = oh * g.stride_h - g.pad_h + ki * g.dil_h;
+          if (ih < 0 || ih >= g.h) continue;
+          for (int64_t ow = 0; ow < g.w_out; ++ow) {
+            int64_t iw = ow * g.stride_w - g.pad_w + kj * g.dil_w;
+            if (iw >= 0 && iw < g.w) plane[ih * g.w + iw] += in[oh * g.w_out + ow];
+          }
+        }
+      }
+  }
+}
+
+// A 1x1, stride-1, unpadded convolution needs no unfolding: the image already is its column matrix.
+static bool is_pointwise(const ConvGeometry& g) {
+  return g.kh == 1 && g.kw == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
+}
+
+void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
+  const int64_t hw_out = g.h_out * g.w_out, k = g.c_in_g() * g.kh * g.kw, cog = g.c_out_g();
+  std::vector<float> col(is_pointwise(g) ? 0 : (size_t)(g.c_in * g.kh * g.kw * hw_out));
+  for (int64_t n = 0; n < g.n; ++n) {
+    const float* xn = x + n * g.c_in * g.h * g.w;
+    const float* cols = xn;
+    if (!is_pointwise(g)) {
+      im2col(g, xn, col.data());
+      cols = col.data();
+    }
+    float* yn = y + n * g.c_out * hw_out;
+    for (int64_t grp = 0; grp < g.groups; ++grp)
+      gemm(gemm_shape(false, false, cog, hw_out, k), w + grp * cog * k, cols + grp * k * hw_out, yn + grp * cog * hw_out);
+    if (bias) {
+#pragma omp parallel for if (g.c_out * hw_out > (1 << 15))
+      for (int64_t c = 0; c < g.c_out; ++c)
+        for (int64_t i = 0; i < hw_out; ++i) yn[c * hw_out + i] += bias[c];
+    }
+  }
+}
+
+void conv2d_backward_data(const ConvGeometry& g, const float* gy, const float* w, float* gx) {
+  const int64_t hw_out = g.h_out * g.w_out, k = g.c_in_g() * g.kh * g.kw, cog = g.c_out_g();
+  const bool pw = is_pointwise(g);
+  std::vector<float> col(pw ? 0 : (size_t)(g.c_in * g.kh * g.kw * hw_out));
+  for (int64_t n = 0; n < g.n; ++n) {
+    float* gxn = gx + n * g.c_in * g.h * g.w;
+    float* cols = pw ? gxn : col.data();
+    for (int64_t grp = 0; grp < g.groups; ++grp)
+      gemm(gemm_shape(true, false, k, hw_out, cog), w + grp * cog * k, gy + (n * g.c_out + grp * cog) * hw_out,
+           cols + grp * k * hw_out);
+    if (!pw) col2im(g, col.data(), gxn);
+  }
+}
+
+void conv2d_backward_weight(const ConvGeometry& g, const float* x, const float* gy, float* gw) {
+  const int64_t hw_out = g.h_out * g.w_out, k = g.c_in_g() * g.kh * g.kw, cog = g.c_out_g();
+  std::vector<float> col(is_pointwise(g) ? 0 : (size_t)(g.c_in * g.kh * g.kw * hw_out));
+  if (g.n == 0) std::memset(gw, 0, sizeof(float) * g.c_out * k);
+  for (int64_t n = 0; n < g.n; ++n) {
+    const float* xn = x + n * g.c_in * g.h * g.w;
+    const float* cols = xn;
+    if (!is_pointwise(g)) {
+      im2col(g, xn, col.data());
+      cols = col.data();
+    }
+    for (int64_t grp = 0; grp < g.groups; ++grp)
+      gemm(gemm_shape(false, true, cog, k, hw_out, 1.f, n == 0 ? 0.f : 1.f), gy + (n * g.c_out + grp * cog) * hw_out,
+           cols + grp * k * hw_out, gw + grp * cog * k);
+  }
+}
+
+}  // namespace cpu
+
+// ---------------------------------------------------------------------------------------------------
+
+void set_conv_allow_tf32(bool on) {
+#ifdef REFOCUS_WITH_CUDA
+  gpu::conv_set_tf32(on);
+#else
+  (void)on;
+#endif
+}
+
+static void conv_forward_kernel(const ConvGeometry& g, const Tensor& x, const Tensor& w, const float* bias, Tensor& y) {
+  if (x.is_cuda())
+    RF_GPU(gpu::conv2d_forward(g, x.data(), w.data(), bias, y.data()));
+  else
+    cpu::conv2d_forward(g, x.data(), w.data(), bias, y.data());
+}
+static void conv_data_kernel(const ConvGeometry& g, const Tensor& gy, const Tensor& w, Tensor& gx) {
+  if (gy.is_cuda())
+    RF_GPU(gpu::conv2d_backward_data(g, gy.data(), w.data(), gx.data()));
+  else
+    cpu::conv2d_backward_data(g, gy.data(), w.data(), gx.data());
+}
+static void conv_weight_kernel(const ConvGeometry& g, const Tensor& x, const Tensor& gy, Tensor& gw) {
+  if (x.is_cuda())
+    RF_GPU(gpu::conv2d_backward_weight(g, x.data(), gy.data(), gw.data()));
+  else
+    cpu::conv2d_backward_weight(g, x.data(), gy.data(), gw.data());
+}
+
+static std::string conv_desc(const char* op, const Tensor& x, const Tensor& w, const ConvOptions& o) {
+  return cat(op, "(input ", x.shape(), ", weight ", w.shape(), ", stride ", o.stride_h, "x", o.stride_w, ", padding ",
+             o.pad_h, "x", o.pad_w, ", dilation ", o.dilation_h, "x", o.dilation_w, ", groups ", o.groups, ")");
+}
+
+// Geometry of the ordinary convolution taking an [n, c_in, h, w] input with a [c_out, c_in/groups, kh, kw] kernel.
+static ConvGeometry geometry(int64_t n, int64_t c_in, int64_t h, int64_t w, int64_t c_out, int64_t h_out, int64_t w_out,
+                             const Tensor& weight, const ConvOptions& o) {
+  ConvGeometry g;
+  g.n = n;
+  g.c_in = c_in;
+  g.h = h;
+  g.w = w;
+  g.c_out = c_out;
+  g.h_out = h_out;
+  g.w_out = w_out;
+  g.kh = weight.size(2);
+  g.kw = weight.size(3);
+  g.stride_h = o.stride_h;
+  g.stride_w = o.stride_w;
+  g.pad_h = o.pad_h;
+  g.pad_w = o.pad_w;
+  g.dil_h = o.dilation_h;
+  g.dil_w = o.dilation_w;
+  g.groups = o.groups;
+  return g;
+}
+
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const ConvOptions& o) {
+  Device dev = same_device("conv2d", {x, w, bias});
+  RF_CHECK(x.dim() == 4 && w.dim() == 4, conv_desc("conv2d", x, w, o), ": input and weight must be 4-d");
+  RF_CHECK(o.groups >= 1 && x.size(1) == w.size(1) * o.groups && w.size(0) % o.groups == 0,
+           conv_desc("conv2d", x, w, o), ": channel counts do not match");
+  RF_CHECK(o.stride_h >= 1 && o.stride_w >= 1 && o.dilation_h >= 1 && o.dilation_w >= 1 && o.pad_h >= 0 && o.pad_w >= 0,
+           conv_desc("conv2d", x, w, o), ": invalid stride, padding or dilation");
+  RF_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == w.size(0)), conv_desc("conv2d", x, w, o), ": bias ",
+           bias.shape(), " does not match");
+  int64_t h_out = (x.size(2) + 2 * o.pad_h - o.dilation_h * (w.size(2) - 1) - 1) / o.stride_h + 1;
+  int64_t w_out = (x.size(3) + 2 * o.pad_w - o.dilation_w * (w.size(3) - 1) - 1) / o.stride_w + 1;
+  RF_CHECK(h_out > 0 && w_out > 0, conv_desc("conv2d", x, w, o), ": the output would be empty");
+  ConvGeometry g = geometry(x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), h_out, w_out, w, o);
+  Tensor y = empty({g.n, g.c_out, h_out, w_out}, dev);
+  conv_forward_kernel(g, x, w, bias.defined() ? bias.data() : nullptr, y);
+  if (needs_grad({x, w, bias})) {
+    record(y, "conv2d", {x, w, bias}, [g, x, w, bias](const Tensor& gy) {
+      Tensor gx, gw, gb;
+      if (x.requires_grad()) {
+        gx = empty_like(x);
+        conv_data_kernel(g, gy, w, gx);
+      }
+      if (w.requires_grad()) {
+        gw = empty_like(w);
+        conv_weight_kernel(g, x, gy, gw);
+      }
+      if (bias.defined() && bias.requires_grad()) gb = sum(gy, {0, 2, 3});
+      return std::vector<Tensor>{gx, gw, gb};
+    });
+  }
+  return y;
+}
+
+Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& bias, const ConvOptions& o) {
+  Device dev = same_device("conv_transpose2d", {x, w, bias});
+  RF_CHECK(x.dim() == 4 && w.dim() == 4, conv_desc("conv_transpose2d", x, w, o), ": input and weight must be 4-d");
+  RF_CHECK(o.groups >= 1 && x.size(1) == w.size(0) && w.size(0) % o.groups == 0,
+           conv_desc("conv_transpose2d", x, w, o), ": channel counts do not match (weight is [Cin, Cout/groups, kh, kw])");
+  RF_CHECK(o.output_pad_h >= 0 && o.output_pad_w >= 0 &&
+               o.output_pad_h < std::max(o.stride_h, o.dilation_h) && o.output_pad_w < std::max(o.stride_w, o.dilation_w),
+           conv_desc("conv_transpose2d", x, w, o), ": output padding must be smaller than stride or dilation");
+  int64_t c_out = w.size(1) * o.groups;
+  RF_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == c_out), conv_desc("conv_transpose2d", x, w, o),
+           ": bias ", bias.shape(), " does not match");
+  int64_t h_out = (x.size(2) - 1) * o.stride_h - 2 * o.pad_h + o.dilation_h * (w.size(2) - 1) + o.output_pad_h + 1;
+  int64_t w_out = (x.size(3) - 1) * o.stride_w - 2 * o.pad_w + o.dilation_w * (w.size(3) - 1) + o.output_pad_w + 1;
+  RF_CHECK(h_out > 0 && w_out > 0, conv_desc("conv_transpose2d", x, w, o), ": the output would be empty");
+  // The convolution whose data gradient this is: input [N, c_out, h_out, w_out] -> output x's shape.
+  ConvGeometry g = geometry(x.size(0), c_out, h_out, w_out, x.size(1), x.size(2), x.size(3), w, o);
+  Tensor y = empty({g.n, c_out, h_out, w_out}, dev);
+  {
+    NoGrad ng;
+    conv_data_kernel(g, x, w, y);
+    if (bias.defined()) y = add(y, bias.reshape({1, c_out, 1, 1}));
+  }
+  if (needs_grad({x, w, bias})) {
+    record(y, "conv_transpose2d", {x, w, bias}, [g, x, w, bias](const Tensor& gy) {
+      Tensor gx, gw, gb;
+      if (x.requires_grad()) {
+        gx = empty_like(x);
+        conv_forward_kernel(g, gy, w, nullptr, gx);
+      }
+      if (w.requires_grad()) {
+        gw = empty_like(w);
+        conv_weight_kernel(g, gy, x, gw);
+      }
+      if (bias.defined() && bias.requires_grad()) gb = sum(gy, {0, 2, 3});
+      return std::vector<Tensor>{gx, gw, gb};
+    });
+  }
+  return y;
+}
+
+}  // namespace rf

@@ -1,0 +1,317 @@
+#include "ops/elementwise.h"
+
+#include "engine/autograd.h"
+#include "ops/dispatch.h"
+#include "ops/elementwise_impl.h"
+#include "ops/reduce.h"
+
+namespace rf {
+
+// ---------------------------------------------------------------------------------------------------
+// CPU reference kernels
+// ---------------------------------------------------------------------------------------------------
+namespace cpu {
+
+constexpr int64_t kParallelMin = 1 << 15;  // below this, threads cost more than they save
+
+void unary_forward(UnaryOp op, const float* x, float* y, int64_t n, float p0, float p1) {
+#pragma omp parallel for if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = unary_fwd(op, x[i], p0, p1);
+}
+
+void unary_backward(UnaryOp op, const float* x, const float* y, const float* g, float* gx, int64_t n, float p0,
+                    float p1) {
+#pragma omp parallel for if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) gx[i] = unary_bwd(op, x[i], y[i], g[i], p0, p1);
+}
+
+void binary_forward(BinaryOp op, const StridedIndexer& ix, const float* a, const float* b, float* out,
+                    int64_t n) {
+  if (ix.nd == 1 && ix.stride_a[0] == 1 && ix.stride_b[0] == 1) {  // same shapes
+#pragma omp parallel for if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) out[i] = binary_fwd(op, a[i], b[i]);
+    return;
+  }
+#pragma omp parallel for if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t oa, ob;
+    strided_offsets(ix, i, oa, ob);
+    out[i] = binary_fwd(op, a[oa], b[ob]);
+  }
+}
+
+void binary_backward(BinaryOp op, int which, const StridedIndexer& ix, const float* a, const float* b,
+                     const float* g, float* grad, int64_t n) {
+#pragma omp parallel for if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t oa, ob;
+    strided_offsets(ix, i, oa, ob);
+    grad[i] = binary_bwd(op, which, a[oa], b[ob], g[i]);
+  }
+}
+
+void axpy(float* dst, const float* src, float alpha, int64_t n) {
+#pragma omp parallel for if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) dst[i] += alpha * src[i];
+}
+
+void scale(float* dst, float s, int64_t n) {
+#pragma omp parallel for if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) dst[i] *= s;
+}
+
+void fill_uniform(float* out, int64_t n, uint64_t seed, uint64_t offset, float lo, float hi) {
+#pragma omp parallel for if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) out[i] = lo + (hi - lo) * philox_uniform(seed, offset + (uint64_t)i);
+}
+
+void fill_normal(float* out, int64_t n, uint64_t seed, uint64_t offset) {
+#pragma omp parallel for if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) out[i] = philox_normal(seed, offset + (uint64_t)i);
+}
+
+void dropout_apply(const float* x, float* y, int64_t n, float p, uint64_t seed, uint64_t offset) {
+  const float keep_scale = 1.f / (1.f - p);
+#pragma omp parallel for if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = philox_uniform(seed, offset + (uint64_t)i) >= p ? x[i] * keep_scale : 0.f;
+}
+
+void copy_strided(const StridedIndexer& ix, float* dst, const float* src, int64_t n) {
+#pragma omp parallel for if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t od, os;
+    strided_offsets(ix, i, od, os);
+    dst[od] = src[os];
+  }
+}
+
+}  // namespace cpu
+
+// ---------------------------------------------------------------------------------------------------
+// Broadcasting
+// ---------------------------------------------------------------------------------------------------
+Shape broadcast_shape(const Shape& a, const Shape& b, const char* op) {
+  size_t nd = std::max(a.size(), b.size());
+  Shape out(nd);
+  for (size_t i = 0; i < nd; ++i) {
+    int64_t da = i < nd - a.size() ? 1 : a[i - (nd - a.size())];
+    int64_t db = i < nd - b.size() ? 1 : b[i - (nd - b.size())];
+    RF_CHECK(da == db || da == 1 || db == 1, op, ": shapes ", a, " and ", b, " do not broadcast");
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+StridedIndexer make_strided_indexer(const Shape& sizes, const std::vector<int64_t>& sa, const std::vector<int64_t>& sb) {
+  // Drop size-1 dims and merge neighbours that are contiguous for both stride sets.
+  StridedIndexer ix;
+  ix.nd = 0;
+  for (size_t d = 0; d < sizes.size(); ++d) {
+    if (sizes[d] == 1) continue;
+    if (ix.nd > 0) {
+      int p = ix.nd - 1;
+      if (ix.stride_a[p] == sa[d] * sizes[d] && ix.stride_b[p] == sb[d] * sizes[d]) {
+        ix.size[p] *= sizes[d];
+        ix.stride_a[p] = sa[d];
+        ix.stride_b[p] = sb[d];
+        continue;
+      }
+    }
+    RF_CHECK(ix.nd < kMaxDims, "at most ", kMaxDims, " non-mergeable dimensions are supported, got ", sizes);
+    ix.size[ix.nd] = sizes[d];
+    ix.stride_a[ix.nd] = sa[d];
+    ix.stride_b[ix.nd] = sb[d];
+    ix.nd++;
+  }
+  if (ix.nd == 0) {
+    ix.nd = 1;
+    ix.size[0] = 1;
+    ix.stride_a[0] = ix.stride_b[0] = 0;
+  }
+  return ix;
+}
+
+StridedIndexer make_broadcast_indexer(const Shape& out, const Shape& a, const Shape& b) {
+  // Strides of a and b in the output's coordinates (0 where broadcast).
+  auto strides = [&](const Shape& s) {
+    std::vector<int64_t> st(out.size());
+    int64_t run = 1;
+    for (int d = (int)out.size() - 1; d >= 0; --d) {
+      int k = d - ((int)out.size() - (int)s.size());
+      int64_t sz = k >= 0 ? s[k] : 1;
+      st[d] = (sz == 1) ? 0 : run;
+      run *= sz;
+    }
+    return st;
+  };
+  return make_strided_indexer(out, strides(a), strides(b));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Differentiable ops
+// ---------------------------------------------------------------------------------------------------
+static const char* binary_name(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::Add: return "add";
+    case BinaryOp::Sub: return "sub";
+    case BinaryOp::Mul: return "mul";
+    case BinaryOp::Div: return "div";
+    case BinaryOp::Max: return "maximum";
+    case BinaryOp::Min: return "minimum";
+  }
+  return "binary";
+}
+
+// Gradient for one operand of a binary op, summed over the dimensions it was broadcast along.
+static Tensor binary_grad(BinaryOp op, int which, const Tensor& a, const Tensor& b, const Tensor& g) {
+  const Tensor& mine = which == 0 ? a : b;
+  Tensor full;
+  if (op == BinaryOp::Add || (op == BinaryOp::Sub && which == 0)) {
+    full = g;
+  } else if (op == BinaryOp::Sub) {
+    full = neg(g);
+  } else {
+    full = empty_like(g);
+    StridedIndexer ix = make_broadcast_indexer(g.shape(), a.shape(), b.shape());
+    if (g.is_cuda())
+      RF_GPU(gpu::binary_backward(op, which, ix, a.data(), b.data(), g.data(), full.data(), g.numel()));
+    else
+      cpu::binary_backward(op, which, ix, a.data(), b.data(), g.data(), full.data(), g.numel());
+  }
+  return full.shape() == mine.shape() ? full : sum_to(full, mine.shape());
+}
+
+static Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
+  const char* name = binary_name(op);
+  Device dev = same_device(name, {a, b});
+  Shape os = broadcast_shape(a.shape(), b.shape(), name);
+  Tensor out = empty(os, dev);
+  StridedIndexer ix = make_broadcast_indexer(os, a.shape(), b.shape());
+  if (dev == Device::CUDA)
+    RF_GPU(gpu::binary_forward(op, ix, a.data(), b.data(), out.data(), out.numel()));
+  else
+    cpu::binary_forward(op, ix, a.data(), b.data(), out.data(), out.numel());
+  if (needs_grad({a, b})) {
+    record(out, name, {a, b}, [op, a, b](const Tensor& g) {
+      return std::vector<Tensor>{a.requires_grad() ? binary_grad(op, 0, a, b, g) : Tensor(),
+                                 b.requires_grad() ? binary_grad(op, 1, a, b, g) : Tensor()};
+    });
+  }
+  return out;
+}
+
+Tensor add(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Add, a, b); }
+Tensor sub(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Sub, a, b); }
+Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Mul, a, b); }
+Tensor div(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Div, a, b); }
+Tensor maximum(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Max, a, b); }
+Tensor minimum(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Min, a, b); }
+
+static Tensor unary(UnaryOp op, const char* name, const Tensor& x, float p0 = 0.f, float p1 = 0.f) {
+  Tensor y = empty_like(x);
+  if (x.is_cuda())
+    RF_GPU(gpu::unary_forward(op, x.data(), y.data(), x.numel(), p0, p1));
+  else
+    cpu::unary_forward(op, x.data(), y.data(), x.numel(), p0, p1);
+  if (needs_grad({x})) {
+    Tensor ys = y.detach();  // saved without its node: no reference cycle
+    record(y, name, {x}, [op, x, ys, p0, p1](const Tensor& g) {
+      Tensor gx = empty_like(g);
+      if (g.is_cuda())
+        RF_GPU(gpu::unary_backward(op, x.data(), ys.data(), g.data(), gx.data(), g.numel(), p0, p1));
+      else
+        cpu::unary_backward(op, x.data(), ys.data(), g.data(), gx.data(), g.numel(), p0, p1);
+      return std::vector<Tensor>{gx};
+    });
+  }
+  return y;
+}
+
+Tensor neg(const Tensor& x) { return unary(UnaryOp::Neg, "neg", x); }
+Tensor exp(const Tensor& x) { return unary(UnaryOp::Exp, "exp", x); }
+Tensor log(const Tensor& x) { return unary(UnaryOp::Log, "log", x); }
+Tensor sqrt(const Tensor& x) { return unary(UnaryOp::Sqrt, "sqrt", x); }
+Tensor pow(const Tensor& x, float e) { return unary(UnaryOp::Pow, "pow", x, e); }
+Tensor square(const Tensor& x) { return mul(x, x); }
+Tensor abs(const Tensor& x) { return unary(UnaryOp::Abs, "abs", x); }
+Tensor clamp(const Tensor& x, float lo, float hi) { return unary(UnaryOp::Clamp, "clamp", x, lo, hi); }
+Tensor relu(const Tensor& x) { return unary(UnaryOp::Relu, "relu", x); }
+Tensor leaky_relu(const Tensor& x, float s) { return unary(UnaryOp::LeakyRelu, "leaky_relu", x, s); }
+Tensor sigmoid(const Tensor& x) { return unary(UnaryOp::Sigmoid, "sigmoid", x); }
+Tensor tanh(const Tensor& x) { return unary(UnaryOp::Tanh, "tanh", x); }
+Tensor sin(const Tensor& x) { return unary(UnaryOp::Sin, "sin", x); }
+Tensor cos(const Tensor& x) { return unary(UnaryOp::Cos, "cos", x); }
+Tensor gelu(const Tensor& x) { return unary(UnaryOp::Gelu, "gelu", x); }
+Tensor softplus(const Tensor& x) { return unary(UnaryOp::Softplus, "softplus", x); }
+Tensor affine(const Tensor& x, float scale, float shift) { return unary(UnaryOp::Affine, "affine", x, scale, shift); }
+
+void add_(Tensor& dst, const Tensor& src, float alpha) {
+  RF_CHECK(dst.numel() == src.numel(), "add_: ", describe(src), " does not match ", describe(dst));
+  same_device("add_", {dst, src});
+  if (dst.is_cuda())
+    RF_GPU(gpu::axpy(dst.data(), src.data(), alpha, dst.numel()));
+  else
+    cpu::axpy(dst.data(), src.data(), alpha, dst.numel());
+}
+
+void scale_(Tensor& dst, float s) {
+  if (dst.is_cuda())
+    RF_GPU(gpu::scale(dst.data(), s, dst.numel()));
+  else
+    cpu::scale(dst.data(), s, dst.numel());
+}
+
+Tensor uniform(const Shape& s, float lo, float hi, Device d, Generator* gen) {
+  Generator& g = gen ? *gen : default_generator();
+  Tensor t = empty(s, d);
+  uint64_t off = g.advance((uint64_t)t.numel());
+  if (d == Device::CUDA)
+    RF_GPU(gpu::fill_uniform(t.data(), t.numel(), g.seed(), off, lo, hi));
+  else
+    cpu::fill_uniform(t.data(), t.numel(), g.seed(), off, lo, hi);
+  return t;
+}
+
+Tensor rand(const Shape& s, Device d, Generator* gen) { return uniform(s, 0.f, 1.f, d, gen); }
+
+Tensor randn(const Shape& s, Device d, Generator* gen) {
+  Generator& g = gen ? *gen : default_generator();
+  Tensor t = empty(s, d);
+  uint64_t off = g.advance((uint64_t)t.numel());
+  if (d == Device::CUDA)
+    RF_GPU(gpu::fill_normal(t.data(), t.numel(), g.seed(), off));
+  else
+    cpu::fill_normal(t.data(), t.numel(), g.seed(), off);
+  return t;
+}
+
+static void dropout_kernel(const Tensor& in, Tensor& out, float p, uint64_t seed, uint64_t off) {
+  if (in.is_cuda())
+    RF_GPU(gpu::dropout_apply(in.data(), out.data(), in.numel(), p, seed, off));
+  else
+    cpu::dropout_apply(in.data(), out.data(), in.numel(), p, seed, off);
+}
+
+Tensor dropout(const Tensor& x, float p, bool training, Generator* gen) {
+  RF_CHECK(p >= 0.f && p < 1.f, "dropout: probability ", p, " is outside [0, 1)");
+  if (!training || p == 0.f) return x;
+  Generator& g = gen ? *gen : default_generator();
+  uint64_t seed = g.seed(), off = g.advance((uint64_t)x.numel());
+  Tensor y = empty_like(x);
+  dropout_kernel(x, y, p, seed, off);
+  if (needs_grad({x}))
+    record(y, "dropout", {x}, [p, seed, off](const Tensor& gy) {
+      Tensor gx = empty_like(gy);
+      dropout_kernel(gy, gx, p, seed, off);  // the same mask, recomputed from the counter
+      return std::vector<Tensor>{gx};
+    });
+  return y;
+}
+
+Generator& default_generator() {
+  static Generator g;
+  return g;
+}
+void manual_seed(uint64_t seed) { default_generator().manual_seed(seed); }
+
+}  // namespace rf

@@ -1,0 +1,232 @@
+#include "ops/norm.h"
+
+#include <cmath>
+
+#include "engine/autograd.h"
+#include "ops/dispatch.h"
+#include "ops/elementwise.h"
+#include "ops/norm_impl.h"
+
+namespace rf {
+
+namespace cpu {
+constexpr int64_t kPar = 1 << 14;
+
+void layer_norm_forward(const NormGeometry& g, const float* x, const float* w, const float* b, float* y, float* mean,
+                        float* rstd, float eps) {
+  const int64_t rows = g.outer * g.inner;
+#pragma omp parallel for if (rows * g.d > kPar)
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t base = (r / g.inner) * g.d * g.inner + r % g.inner;
+    double s = 0, ss = 0;
+    for (int64_t k = 0; k < g.d; ++k) s += x[base + k * g.inner];
+    double mu = s / g.d;
+    for (int64_t k = 0; k < g.d; ++k) {
+      double dv = x[base + k * g.inner] - mu;
+      ss += dv * dv;
+    }
+    float rs = (float)(1.0 / std::sqrt(ss / g.d + eps));
+    mean[r] = (float)mu;
+    rstd[r] = rs;
+    for (int64_t k = 0; k < g.d; ++k) {
+      float xh = (x[base + k * g.inner] - (float)mu) * rs;
+      y[base + k * g.inner] = xh * (w ? w[k] : 1.f) + (b ? b[k] : 0.f);
+    }
+  }
+}
+
+void layer_norm_backward_input(const NormGeometry& g, const float* x, const float* w, const float* mean,
+                               const float* rstd, const float* gy, float* gx) {
+  const int64_t rows = g.outer * g.inner;
+#pragma omp parallel for if (rows * g.d > kPar)
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t base = (r / g.inner) * g.d * g.inner + r % g.inner;
+    double a = 0, bsum = 0;
+    for (int64_t k = 0; k < g.d; ++k) {
+      int64_t j = base + k * g.inner;
+      float gh = gy[j] * (w ? w[k] : 1.f), xh = (x[j] - mean[r]) * rstd[r];
+      a += gh;
+      bsum += gh * xh;
+    }
+    float ma = (float)(a / g.d), mb = (float)(bsum / g.d);
+    for (int64_t k = 0; k < g.d; ++k) {
+      int64_t j = base + k * g.inner;
+      float gh = gy[j] * (w ? w[k] : 1.f), xh = (x[j] - mean[r]) * rstd[r];
+      gx[j] = rstd[r] * (gh - ma - xh * mb);
+    }
+  }
+}
+
+void channel_stats(const NormGeometry& g, const float* x, float* mean, float* var) {
+  const int64_t count = g.outer * g.inner;
+#pragma omp parallel for if (count * g.d > kPar)
+  for (int64_t c = 0; c < g.d; ++c) {
+    double s = 0, ss = 0;
+    for (int64_t o = 0; o < g.outer; ++o) {
+      const float* p = x + (o * g.d + c) * g.inner;
+      for (int64_t i = 0; i < g.inner; ++i) s += p[i];
+    }
+    double mu = s / count;
+    for (int64_t o = 0; o < g.outer; ++o) {
+      const float* p = x + (o * g.d + c) * g.inner;
+      for (int64_t i = 0; i < g.inner; ++i) ss += (p[i] - mu) * (p[i] - mu);
+    }
+    mean[c] = (float)mu;
+    var[c] = (float)(ss / count);
+  }
+}
+
+void channel_affine(const NormGeometry& g, const float* x, const float* mean, const float* rstd, const float* w,
+                    const float* b, float* y) {
+  const int64_t n = g.outer * g.d * g.inner;
+#pragma omp parallel for if (n > kPar)
+  for (int64_t j = 0; j < n; ++j) {
+    int64_t c = (j / g.inner) % g.d;
+    y[j] = (x[j] - mean[c]) * rstd[c] * (w ? w[c] : 1.f) + (b ? b[c] : 0.f);
+  }
+}
+
+void channel_grad_sums(const NormGeometry& g, const float* x, const float* mean, const float* rstd,
+                       bool stats_per_channel, const float* gy, float* sum_g, float* sum_gx) {
+#pragma omp parallel for if (g.outer * g.d * g.inner > kPar)
+  for (int64_t c = 0; c < g.d; ++c) {
+    double sg = 0, sgx = 0;
+    for (int64_t o = 0; o < g.outer; ++o)
+      for (int64_t i = 0; i < g.inner; ++i) {
+        int64_t j = (o * g.d + c) * g.inner + i, s = stats_per_channel ? c : o * g.inner + i;
+        sg += gy[j];
+        sgx += gy[j] * ((x[j] - mean[s]) * rstd[s]);
+      }
+    sum_g[c] = (float)sg;
+    sum_gx[c] = (float)sgx;
+  }
+}
+
+void batch_norm_backward_input(const NormGeometry& g, const float* x, const float* mean, const float* rstd,
+                               const float* w, const float* gy, const float* sum_g, const float* sum_gx, float* gx) {
+  const int64_t n = g.outer * g.d * g.inner;
+  const float inv_count = 1.f / (float)(g.outer * g.inner);
+#pragma omp parallel for if (n > kPar)
+  for (int64_t j = 0; j < n; ++j) {
+    int64_t c = (j / g.inner) % g.d;
+    float v = gy[j];
+    if (sum_g) v -= (sum_g[c] + (x[j] - mean[c]) * rstd[c] * sum_gx[c]) * inv_count;
+    gx[j] = (w ? w[c] : 1.f) * rstd[c] * v;
+  }
+}
+
+}  // namespace cpu
+
+static const float* ptr(const Tensor& t) { return t.defined() ? t.data() : nullptr; }
+
+Tensor layer_norm(const Tensor& x, int64_t dim, const Tensor& weight, const Tensor& bias, float eps) {
+  Device dev = same_device("layer_norm", {x, weight, bias});
+  int64_t dd = wrap_dim(dim, x.dim(), "layer_norm");
+  NormGeometry g{1, x.size(dd), 1};
+  for (int64_t k = 0; k < dd; ++k) g.outer *= x.size(k);
+  for (int64_t k = dd + 1; k < x.dim(); ++k) g.inner *= x.size(k);
+  for (const Tensor* t : {&weight, &bias})
+    RF_CHECK(!t->defined() || (t->dim() == 1 && t->size(0) == g.d), "layer_norm: parameter ", describe(*t),
+             " does not match dim ", dim, " of ", describe(x));
+  Tensor y = empty_like(x), mean = empty({g.outer * g.inner}, dev), rstd = empty({g.outer * g.inner}, dev);
+  if (dev == Device::CUDA)
+    RF_GPU(gpu::layer_norm_forward(g, x.data(), ptr(weight), ptr(bias), y.data(), mean.data(), rstd.data(), eps));
+  else
+    cpu::layer_norm_forward(g, x.data(), ptr(weight), ptr(bias), y.data(), mean.data(), rstd.data(), eps);
+  if (needs_grad({x, weight, bias})) {
+    record(y, "layer_norm", {x, weight, bias}, [g, x, weight, bias, mean, rstd](const Tensor& gy) {
+      Tensor gx, gw, gb;
+      bool cuda = gy.is_cuda();
+      if (x.requires_grad()) {
+        gx = empty_like(x);
+        if (cuda)
+          RF_GPU(gpu::layer_norm_backward_input(g, x.data(), ptr(weight), mean.data(), rstd.data(), gy.data(), gx.data()));
+        else
+          cpu::layer_norm_backward_input(g, x.data(), ptr(weight), mean.data(), rstd.data(), gy.data(), gx.data());
+      }
+      bool want_w = weight.defined() && weight.requires_grad(), want_b = bias.defined() && bias.requires_grad();
+      if (want_w || want_b) {
+        Tensor sg = empty({g.d}, gy.device()), sgx = empty({g.d}, gy.device());
+        if (cuda)
+          RF_GPU(gpu::channel_grad_sums(g, x.data(), mean.data(), rstd.data(), false, gy.data(), sg.data(), sgx.data()));
+        else
+          cpu::channel_grad_sums(g, x.data(), mean.data(), rstd.data(), false, gy.data(), sg.data(), sgx.data());
+        if (want_w) gw = sgx;
+        if (want_b) gb = sg;
+      }
+      return std::vector<Tensor>{gx, gw, gb};
+    });
+  }
+  return y;
+}
+
+Tensor batch_norm(const Tensor& x, Tensor& running_mean, Tensor& running_var, const Tensor& weight, const Tensor& bias,
+                  bool training, float momentum, float eps) {
+  Device dev = same_device("batch_norm", {x, running_mean, running_var, weight, bias});
+  RF_CHECK(x.dim() >= 2, "batch_norm: expected [N, C, ...], got ", describe(x));
+  NormGeometry g{x.size(0), x.size(1), 1};
+  for (int64_t k = 2; k < x.dim(); ++k) g.inner *= x.size(k);
+  for (const Tensor* t : {(const Tensor*)&running_mean, (const Tensor*)&running_var, &weight, &bias})
+    RF_CHECK(!t->defined() || (t->dim() == 1 && t->size(0) == g.d), "batch_norm: ", describe(*t),
+             " does not match the ", g.d, " channels of ", describe(x));
+  Tensor mean, rstd;
+  {
+    NoGrad ng;
+    if (training) {
+      int64_t count = g.outer * g.inner;
+      RF_CHECK(count > 1, "batch_norm: training needs more than one value per channel, got ", describe(x));
+      mean = empty({g.d}, dev);
+      Tensor var = empty({g.d}, dev);
+      if (dev == Device::CUDA)
+        RF_GPU(gpu::channel_stats(g, x.data(), mean.data(), var.data()));
+      else
+        cpu::channel_stats(g, x.data(), mean.data(), var.data());
+      rstd = pow(var + eps, -0.5f);
+      if (running_mean.defined()) {
+        scale_(running_mean, 1.f - momentum);
+        add_(running_mean, mean, momentum);
+      }
+      if (running_var.defined()) {
+        scale_(running_var, 1.f - momentum);
+        add_(running_var, var, momentum * (float)count / (float)(count - 1));
+      }
+    } else {
+      RF_CHECK(running_mean.defined() && running_var.defined(), "batch_norm: evaluation mode needs running statistics");
+      mean = running_mean.detach().clone();
+      rstd = pow(running_var + eps, -0.5f);
+    }
+  }
+  Tensor y = empty_like(x);
+  if (dev == Device::CUDA)
+    RF_GPU(gpu::channel_affine(g, x.data(), mean.data(), rstd.data(), ptr(weight), ptr(bias), y.data()));
+  else
+    cpu::channel_affine(g, x.data(), mean.data(), rstd.data(), ptr(weight), ptr(bias), y.data());
+  if (needs_grad({x, weight, bias})) {
+    record(y, "batch_norm", {x, weight, bias}, [g, x, weight, bias, mean, rstd, training](const Tensor& gy) {
+      bool cuda = gy.is_cuda();
+      Tensor sg = empty({g.d}, gy.device()), sgx = empty({g.d}, gy.device());
+      if (cuda)
+        RF_GPU(gpu::channel_grad_sums(g, x.data(), mean.data(), rstd.data(), true, gy.data(), sg.data(), sgx.data()));
+      else
+        cpu::channel_grad_sums(g, x.data(), mean.data(), rstd.data(), true, gy.data(), sg.data(), sgx.data());
+      Tensor gx;
+      if (x.requires_grad()) {
+        gx = empty_like(x);
+        const float* s1 = training ? sg.data() : nullptr;
+        const float* s2 = training ? sgx.data() : nullptr;
+        if (cuda)
+          RF_GPU(gpu::batch_norm_backward_input(g, x.data(), mean.data(), rstd.data(), ptr(weight), gy.data(), s1, s2,
+                                                gx.data()));
+        else
+          cpu::batch_norm_backward_input(g, x.data(), mean.data(), rstd.data(), ptr(weight), gy.data(), s1, s2,
+                                         gx.data());
+      }
+      Tensor gw = weight.defined() && weight.requires_grad() ? sgx : Tensor();
+      Tensor gb = bias.defined() && bias.requires_grad() ? sg : Tensor();
+      return std::vector<Tensor>{gx, gw, gb};
+    });
+  }
+  return y;
+}
+
+}  // namespace rf

@@ -1,0 +1,181 @@
+#!/usr/bin/python3
+"""Write the PyTorch golden files the C++ tests compare against.
+
+Run with Debian's python3-torch:  /usr/bin/python3 tests/golden/make_golden.py   (or `make golden`).
+Each case stores its float32 inputs (in0, in1, ...), PyTorch's output computed in float64 (out), a random
+output gradient (gout) and the input gradients (grad_in0, ...) as a small safetensors file. The C++ test
+of the same name runs the same op with the same parameters and compares.
+"""
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def save_safetensors(path, tensors, metadata=None):
+    header, blobs, offset = {}, [], 0
+    if metadata:
+        header["__metadata__"] = metadata
+    for name, arr in tensors.items():
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [offset, offset + arr.nbytes]}
+        blobs.append(arr.tobytes())
+        offset += arr.nbytes
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - (8 + len(h)) % 8) % 8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+    os.replace(tmp, path)
+
+
+def U(shape, lo=-1.0, hi=1.0, away=0.0):
+    """Uniform input; `away` pushes values out of (-away, away) (kinked ops)."""
+    return ("u", shape, lo, hi, away)
+
+
+CASES = {}
+
+
+def case(name, inputs, grads=None):
+    """Register fn(*tensors) under `name`; `grads` lists the inputs that get gradients (default: all)."""
+    def deco(fn):
+        CASES[name] = (inputs, fn, grads)
+        return fn
+    return deco
+
+
+# --- elementwise ------------------------------------------------------------------------------------
+case("add_broadcast", [U([2, 3, 4, 5]), U([3, 1, 5])])(lambda a, b: a + b)
+case("sub_broadcast", [U([2, 3, 4, 5]), U([4, 1])])(lambda a, b: a - b)
+case("mul_broadcast", [U([2, 3, 4, 5]), U([1, 3, 1, 5])])(lambda a, b: a * b)
+case("div_broadcast", [U([2, 3, 4, 5]), U([5], 0.5, 2.0)])(lambda a, b: a / b)
+case("maximum", [U([3, 4, 5]), U([3, 4, 5])])(torch.maximum)
+case("minimum", [U([3, 4, 5]), U([1, 5])])(torch.minimum)
+case("exp", [U([4, 5, 6])])(torch.exp)
+case("log", [U([4, 5, 6], 0.2, 3.0)])(torch.log)
+case("sqrt", [U([4, 5, 6], 0.2, 3.0)])(torch.sqrt)
+case("pow", [U([4, 5, 6], 0.2, 3.0)])(lambda x: torch.pow(x, 2.5))
+case("abs", [U([4, 5, 6], away=0.05)])(torch.abs)
+case("clamp", [U([4, 5, 6], -1, 1)])(lambda x: torch.clamp(x, -0.5, 0.5))
+case("relu", [U([4, 5, 6], away=0.05)])(torch.relu)
+case("leaky_relu", [U([4, 5, 6], away=0.05)])(lambda x: F.leaky_relu(x, 0.1))
+case("sigmoid", [U([4, 5, 6], -4, 4)])(torch.sigmoid)
+case("tanh", [U([4, 5, 6], -3, 3)])(torch.tanh)
+case("sin", [U([4, 5, 6], -4, 4)])(torch.sin)
+case("cos", [U([4, 5, 6], -4, 4)])(torch.cos)
+case("gelu", [U([4, 5, 6], -3, 3)])(F.gelu)
+case("softplus", [U([4, 5, 6], -3, 3)])(F.softplus)
+
+# --- reductions and softmax -----------------------------------------------------------------------------
+case("sum_dims", [U([3, 4, 5, 6])])(lambda x: x.sum(dim=(0, 2)))
+case("mean_keepdim", [U([3, 4, 5, 6])])(lambda x: x.mean(dim=(1, 3), keepdim=True))
+case("max_dim", [U([3, 7, 5])])(lambda x: x.max(dim=1).values)
+case("softmax", [U([3, 7, 5], -3, 3)])(lambda x: torch.softmax(x, dim=1))
+case("log_softmax", [U([4, 9], -3, 3)])(lambda x: torch.log_softmax(x, dim=-1))
+
+# --- matrix products --------------------------------------------------------------------------------
+case("matmul", [U([13, 17]), U([17, 11])])(torch.matmul)
+case("bmm", [U([3, 13, 17]), U([3, 17, 11])])(torch.bmm)
+case("matmul_shared", [U([3, 13, 17]), U([17, 11])])(torch.matmul)
+case("matmul_transposed", [U([17, 13]), U([11, 17])])(lambda a, b: a.t() @ b.t())
+case("linear", [U([2, 5, 17]), U([11, 17]), U([11])])(F.linear)
+
+# --- convolutions ---------------------------------------------------------------------------------------
+case("conv2d_3x3", [U([2, 3, 9, 10]), U([4, 3, 3, 3]), U([4])])(lambda x, w, b: F.conv2d(x, w, b, padding=1))
+case("conv2d_stride2", [U([2, 3, 11, 10]), U([5, 3, 3, 3]), U([5])])(
+    lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1))
+case("conv2d_dilated", [U([1, 2, 12, 11]), U([3, 2, 3, 3])])(lambda x, w: F.conv2d(x, w, None, padding=2, dilation=2))
+case("conv2d_groups", [U([2, 4, 8, 9]), U([6, 2, 3, 3]), U([6])])(
+    lambda x, w, b: F.conv2d(x, w, b, padding=1, groups=2))
+case("conv2d_1x1", [U([2, 5, 6, 7]), U([3, 5, 1, 1]), U([3])])(lambda x, w, b: F.conv2d(x, w, b))
+case("conv2d_5x5_rect", [U([1, 3, 10, 13]), U([2, 3, 5, 3]), U([2])])(
+    lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), padding=(2, 1)))
+case("conv_transpose2d", [U([2, 4, 5, 6]), U([4, 3, 4, 4]), U([3])])(
+    lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1))
+case("conv_transpose2d_groups", [U([1, 4, 5, 5]), U([4, 3, 3, 3]), U([6])])(
+    lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1, groups=2))
+
+# --- pooling and resampling -----------------------------------------------------------------------------
+case("max_pool2d", [U([2, 3, 9, 10])])(lambda x: F.max_pool2d(x, 3, 2, 1))
+case("avg_pool2d", [U([2, 3, 8, 10])])(lambda x: F.avg_pool2d(x, 2, 2))
+case("avg_pool2d_pad", [U([2, 3, 9, 10])])(lambda x: F.avg_pool2d(x, 3, 2, 1))
+case("global_avg_pool", [U([2, 3, 5, 6])])(lambda x: F.adaptive_avg_pool2d(x, 1))
+case("resize_bilinear_up", [U([2, 3, 5, 7])])(
+    lambda x: F.interpolate(x, size=(11, 13), mode="bilinear", align_corners=False))
+case("resize_bilinear_down", [U([2, 3, 12, 9])])(
+    lambda x: F.interpolate(x, size=(5, 4), mode="bilinear", align_corners=False))
+case("resize_bilinear_align", [U([1, 2, 5, 6])])(
+    lambda x: F.interpolate(x, size=(9, 8), mode="bilinear", align_corners=True))
+case("upsample_nearest", [U([2, 3, 4, 5])])(lambda x: F.interpolate(x, size=(8, 12), mode="nearest"))
+case("upsample_nearest_down", [U([1, 2, 9, 8])])(lambda x: F.interpolate(x, size=(4, 3), mode="nearest"))
+case("pad_zeros", [U([2, 3, 5, 6])])(lambda x: F.pad(x, (1, 2, 3, 0)))
+case("pad_reflect", [U([2, 3, 5, 6])])(lambda x: F.pad(x, (2, 3, 1, 4), mode="reflect"))
+case("pad_replicate", [U([2, 3, 5, 6])])(lambda x: F.pad(x, (2, 3, 1, 4), mode="replicate"))
+case("grid_sample", [U([2, 3, 6, 7]), U([2, 5, 4, 2], -1.1, 1.1)])(
+    lambda x, g: F.grid_sample(x, g, mode="bilinear", padding_mode="zeros", align_corners=False))
+case("grid_sample_border_align", [U([1, 2, 6, 7]), U([1, 5, 4, 2], -1.2, 1.2)])(
+    lambda x, g: F.grid_sample(x, g, mode="bilinear", padding_mode="border", align_corners=True))
+
+# --- shape ops ------------------------------------------------------------------------------------------
+case("permute", [U([2, 3, 4, 5])])(lambda x: x.permute(2, 0, 3, 1).contiguous())
+case("slice_step", [U([4, 9, 5])])(lambda x: x[:, 1:8:3, :].contiguous())
+case("concat", [U([2, 3, 4]), U([2, 5, 4]), U([2, 1, 4])])(lambda a, b, c: torch.cat([a, b, c], dim=1))
+
+# --- normalisation --------------------------------------------------------------------------------------
+case("layer_norm_channels", [U([2, 6, 4, 5]), U([6]), U([6])])(
+    lambda x, w, b: (lambda m, v: (x - m) / torch.sqrt(v + 1e-5) * w.view(1, -1, 1, 1) + b.view(1, -1, 1, 1))(
+        x.mean(1, keepdim=True), x.var(1, keepdim=True, unbiased=False)))
+case("layer_norm_last", [U([7, 10]), U([10]), U([10])])(lambda x, w, b: F.layer_norm(x, (10,), w, b, 1e-5))
+case("batch_norm_train", [U([4, 3, 5, 6]), U([3]), U([3])])(
+    lambda x, w, b: F.batch_norm(x, torch.zeros(3, dtype=x.dtype), torch.ones(3, dtype=x.dtype), w, b,
+                                 training=True, momentum=0.1, eps=1e-5))
+case("batch_norm_eval", [U([4, 3, 5, 6]), U([3], 0.5, 1.5), U([3]), U([3]), U([3], 0.5, 2.0)], grads=[0, 1, 2])(
+    lambda x, w, b, rm, rv: F.batch_norm(x, rm, rv, w, b, training=False, eps=1e-5))
+
+# --- frequency ------------------------------------------------------------------------------------------
+case("fft2", [U([2, 3, 8, 16])])(lambda x: torch.view_as_real(torch.fft.fft2(x)).contiguous())
+case("fft2_odd", [U([1, 2, 6, 5])])(lambda x: torch.view_as_real(torch.fft.fft2(x)).contiguous())
+
+
+def make_input(spec, rng):
+    _, shape, lo, hi, away = spec
+    a = rng.uniform(lo, hi, size=shape).astype(np.float32)
+    if away > 0:
+        a = np.where(np.abs(a) < away, np.where(a < 0, a - away, a + away), a).astype(np.float32)
+    return a
+
+
+def main():
+    only = set(sys.argv[1:])
+    for i, (name, (specs, fn, grads)) in enumerate(sorted(CASES.items())):
+        if only and name not in only:
+            continue
+        rng = np.random.RandomState(1000 + i)
+        arrays = [make_input(s, rng) for s in specs]
+        grads = list(range(len(arrays))) if grads is None else grads
+        ts = [torch.tensor(a, dtype=torch.float64, requires_grad=(k in grads)) for k, a in enumerate(arrays)]
+        out = fn(*ts)
+        gout = rng.uniform(-1, 1, size=out.shape).astype(np.float32)
+        out.backward(torch.tensor(gout, dtype=torch.float64))
+        data = {f"in{k}": a for k, a in enumerate(arrays)}
+        data["out"] = out.detach().numpy()
+        data["gout"] = gout
+        for k in grads:
+            data[f"grad_in{k}"] = ts[k].grad.numpy()
+        save_safetensors(os.path.join(HERE, name + ".safetensors"), data,
+                         {"torch": torch.__version__, "case": name})
+    print(f"wrote {len(CASES) if not only else len(only)} golden files to {HERE}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+#include "tests/harness.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "engine/device.h"
+#include "engine/fileio.h"
+#include "engine/safetensors.h"
+
+namespace rft {
+
+using namespace rf;
+
+static int g_gpu_run = 0, g_gpu_skipped = 0;
+int gpu_checks_run() { return g_gpu_run; }
+int gpu_checks_skipped() { return g_gpu_skipped; }
+
+namespace {
+struct ReportAtExit {
+  ~ReportAtExit() {
+    if (g_gpu_run || g_gpu_skipped)
+      std::fprintf(stderr, "CUDA parity checks: %d run, %d skipped (no GPU)\n", g_gpu_run, g_gpu_skipped);
+  }
+} report_at_exit;
+}  // namespace
+
+Tensor uniform_input(const Shape& s, float lo, float hi, uint64_t seed) {
+  Generator g(seed);
+  return uniform(s, lo, hi, Device::CPU, &g);
+}
+
+Tensor input_away_from_zero(const Shape& s, float lo, float hi, float gap, uint64_t seed) {
+  std::vector<float> v = uniform_input(s, lo, hi, seed).to_vector();
+  for (float& x : v)
+    if (std::fabs(x) < gap) x = x < 0 ? x - gap : x + gap;
+  return from_vector(v, s);
+}
+
+double rel_err(const Tensor& a, const Tensor& b) {
+  REQUIRE_MESSAGE(a.shape() == b.shape(), "shapes differ: " << describe(a) << " vs " << describe(b));
+  auto va = a.to_vector(), vb = b.to_vector();
+  double num = 0, den = 0;
+  for (size_t i = 0; i < va.size(); ++i) {
+    num += ((double)va[i] - vb[i]) * ((double)va[i] - vb[i]);
+    den += (double)vb[i] * vb[i];
+  }
+  REQUIRE_MESSAGE(den > 0, "reference is all zeros: the comparison would prove nothing");
+  return std::sqrt(num / den);
+}
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  REQUIRE(a.shape() == b.shape());
+  auto va = a.to_vector(), vb = b.to_vector();
+  double m = 0;
+  for (size_t i = 0; i < va.size(); ++i) m = std::max(m, std::fabs((double)va[i] - vb[i]));
+  return m;
+}
+
+static bool skipped(const std::vector<int>& skip, int i) {
+  for (int s : skip)
+    if (s == i) return true;
+  return false;
+}
+
+static std::vector<Tensor> make_leaves(const std::vector<Tensor>& inputs, const std::vector<int>& skip, Device d) {
+  std::vector<Tensor> xs;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    Tensor t = empty(inputs[i].shape(), d);
+    t.copy_(inputs[i]);
+    if (!skipped(skip, (int)i)) t.set_requires_grad(true);
+    xs.push_back(t);
+  }
+  return xs;
+}
+
+static double weighted_sum(const Tensor& out, const std::vector<float>& r) {
+  auto v = out.to_vector();
+  double s = 0;
+  for (size_t i = 0; i < v.size(); ++i) s += (double)v[i] * r[i];
+  return s;
+}
+
+void check_gradients(const std::string& name, const OpFn& f, std::vector<Tensor> inputs, GradCheck opt) {
+  std::vector<Tensor> xs = make_leaves(inputs, opt.skip, Device::CPU);
+  Tensor out = f(xs);
+  Tensor r = uniform_input(out.shape(), -1.f, 1.f, 4242);
+  std::vector<float> rv = r.to_vector();
+  out.backward(r);
+  for (size_t i = 0; i < xs.size(); ++i) {
+    if (skipped(opt.skip, (int)i)) continue;
+    REQUIRE_MESSAGE(xs[i].grad().defined(), name << ": no gradient reached input " << i);
+    std::vector<float> analytic = xs[i].grad().to_vector();
+    std::vector<float> base = inputs[i].to_vector();
+    int64_t n = (int64_t)base.size();
+    int64_t count = std::min<int64_t>(n, opt.max_entries);
+    double num2 = 0, diff2 = 0;
+    int64_t worst = -1;
+    double worst_d = -1, worst_a = 0, worst_n = 0;
+    for (int64_t c = 0; c < count; ++c) {
+      int64_t idx = (c * n) / count;  // evenly spread over the tensor
+      double lp, lm;
+      {
+        NoGrad ng;
+        std::vector<Tensor> args = inputs;
+        std::vector<float> v = base;
+        v[idx] = base[idx] + (float)opt.eps;
+        args[i] = from_vector(v, inputs[i].shape());
+        lp = weighted_sum(f(args), rv);
+        v[idx] = base[idx] - (float)opt.eps;
+        args[i] = from_vector(v, inputs[i].shape());
+        lm = weighted_sum(f(args), rv);
+      }
+      // The step actually taken in float32 (base +- eps need not be exact).
+      double step = (double)(base[idx] + (float)opt.eps) - (double)(base[idx] - (float)opt.eps);
+      double numeric = (lp - lm) / step;
+      double d = std::fabs(numeric - analytic[idx]);
+      num2 += numeric * numeric;
+      diff2 += d * d;
+      if (d > worst_d) {
+        worst_d = d;
+        worst = idx;
+        worst_a = analytic[idx];
+        worst_n = numeric;
+      }
+    }
+    double err = std::sqrt(diff2) / std::max(std::sqrt(num2), 1e-3);
+    CHECK_MESSAGE(err <= opt.tol, name << ": gradient of input " << i << " differs from finite differences by "
+                                       << err << " (worst entry " << worst << ": analytic " << worst_a
+                                       << ", numeric " << worst_n << ")");
+  }
+}
+
+void check_cuda_parity(const std::string& name, const OpFn& f, std::vector<Tensor> inputs, double tol,
+                       std::vector<int> skip) {
+  if (!cuda_available()) {
+    g_gpu_skipped++;
+    MESSAGE(name << ": CUDA parity skipped (" << cuda_description() << ")");
+    return;
+  }
+  g_gpu_run++;
+  std::vector<Tensor> xc = make_leaves(inputs, skip, Device::CPU);
+  std::vector<Tensor> xg = make_leaves(inputs, skip, Device::CUDA);
+  Tensor oc = f(xc), og = f(xg);
+  REQUIRE(og.is_cuda());
+  CHECK_MESSAGE(rel_err(og.cpu(), oc) <= tol, name << ": CUDA forward differs from CPU by " << rel_err(og.cpu(), oc));
+  if (!oc.requires_grad()) return;
+  Tensor r = uniform_input(oc.shape(), -1.f, 1.f, 777);
+  oc.backward(r);
+  og.backward(r.cuda());
+  for (size_t i = 0; i < xc.size(); ++i) {
+    if (skipped(skip, (int)i)) continue;
+    REQUIRE_MESSAGE(xg[i].grad().defined(), name << ": no CUDA gradient for input " << i);
+    double e = rel_err(xg[i].grad().cpu(), xc[i].grad());
+    CHECK_MESSAGE(e <= tol, name << ": CUDA gradient of input " << i << " differs from CPU by " << e);
+  }
+}
+
+void check_golden(const std::string& name, const OpFn& f, double fwd_tol, double grad_tol) {
+  std::string path = std::string(REFOCUS_SOURCE_DIR) + "/tests/golden/" + name + ".safetensors";
+  REQUIRE_MESSAGE(file_exists(path), path << " is missing: run `make golden` (needs python3-torch)");
+  SafeTensors st = load_safetensors(path);
+  std::vector<Tensor> inputs;
+  std::vector<int> skip;
+  for (int k = 0; st.tensors.count("in" + std::to_string(k)); ++k) {
+    inputs.push_back(st.tensors["in" + std::to_string(k)]);
+    if (!st.tensors.count("grad_in" + std::to_string(k))) skip.push_back(k);
+  }
+  REQUIRE_MESSAGE((!inputs.empty() && st.tensors.count("out")), path << " has no inputs or no output");
+  std::vector<Tensor> xs = make_leaves(inputs, skip, Device::CPU);
+  Tensor out = f(xs);
+  const Tensor& ref = st.tensors["out"];
+  REQUIRE_MESSAGE(out.shape() == ref.shape(), name << ": output " << describe(out) << ", PyTorch " << describe(ref));
+  double e = rel_err(out, ref);
+  CHECK_MESSAGE(e <= fwd_tol, name << ": forward differs from PyTorch by " << e);
+  if (!st.tensors.count("gout")) return;
+  out.backward(st.tensors["gout"]);
+  for (size_t k = 0; k < xs.size(); ++k) {
+    if (skipped(skip, (int)k)) continue;
+    REQUIRE_MESSAGE(xs[k].grad().defined(), name << ": no gradient for input " << k);
+    double ge = rel_err(xs[k].grad(), st.tensors["grad_in" + std::to_string(k)]);
+    CHECK_MESSAGE(ge <= grad_tol, name << ": gradient of input " << k << " differs from PyTorch by " << ge);
+  }
+}
+
+}  // namespace rft

@@ -1,0 +1,52 @@
+// One harness for every op: finite-difference gradient checks of the CPU path, CPU<->CUDA parity
+// (skipped with a message when no GPU is present), and comparison with PyTorch golden files.
+#pragma once
+#include <doctest/doctest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ops/ops.h"
+
+namespace rft {
+
+using rf::Shape;
+using rf::Tensor;
+using OpFn = std::function<Tensor(const std::vector<Tensor>&)>;
+
+// Random CPU tensor with values uniform in [lo, hi), reproducible from the seed.
+Tensor uniform_input(const Shape& s, float lo, float hi, uint64_t seed);
+// Values uniform in [lo, hi) with |v| >= gap: keeps inputs of kinked ops (relu, abs, ...) away from the kink.
+Tensor input_away_from_zero(const Shape& s, float lo, float hi, float gap, uint64_t seed);
+
+// ||a - b|| / ||b|| (b may not be all zeros).
+double rel_err(const Tensor& a, const Tensor& b);
+// Max |a - b|.
+double max_abs_diff(const Tensor& a, const Tensor& b);
+
+struct GradCheck {
+  double eps = 1e-2;         // central-difference step
+  double tol = 1e-2;         // on ||analytic - numeric|| / ||numeric|| over the checked entries
+  int max_entries = 48;      // entries of each input checked (spread over the whole tensor)
+  std::vector<int> skip;     // inputs not differentiated
+};
+
+// loss = sum(f(inputs) * r) for a fixed random r. Compares backward() against central differences.
+void check_gradients(const std::string& name, const OpFn& f, std::vector<Tensor> inputs, GradCheck opt = {});
+
+// Runs f on CPU and on CUDA (forward, then backward with the same random output gradient) and compares
+// the output and every input gradient. Prints a skip message when no GPU is usable.
+void check_cuda_parity(const std::string& name, const OpFn& f, std::vector<Tensor> inputs, double tol = 1e-4,
+                       std::vector<int> skip = {});
+
+// tests/golden/<name>.safetensors, written by tests/golden/make_golden.py: inputs in0.., out, gout and
+// grad_in0.. computed by PyTorch in float64. Checks the forward (rel. err <= fwd_tol) and every stored
+// input gradient (<= grad_tol).
+void check_golden(const std::string& name, const OpFn& f, double fwd_tol = 1e-5, double grad_tol = 1e-4);
+
+// Count of parity checks that ran on a GPU / were skipped (reported at the end of the run).
+int gpu_checks_run();
+int gpu_checks_skipped();
+
+}  // namespace rft
