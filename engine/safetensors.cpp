@@ -81,8 +81,10 @@ SafeTensors load_safetensors(const std::string& path) {
     auto offs = e["data_offsets"].get<std::vector<uint64_t>>();
     RF_CHECK(offs.size() == 2 && offs[0] <= offs[1] && offs[1] <= data_size, path, ": tensor '", name,
              "' has data offsets outside the file");
-    size_t elem = dtype == "F32" ? 4 : dtype == "F64" ? 8 : (dtype == "F16" || dtype == "BF16") ? 2 : 0;
-    RF_CHECK(elem, path, ": tensor '", name, "' has dtype ", dtype, "; refocus reads F32, F64, F16 and BF16");
+    size_t elem = (dtype == "F32" || dtype == "I32") ? 4 : (dtype == "F64" || dtype == "I64") ? 8
+                  : (dtype == "F16" || dtype == "BF16") ? 2 : 0;
+    RF_CHECK(elem, path, ": tensor '", name, "' has dtype ", dtype,
+             "; refocus reads F32, F64, F16, BF16, I64 and I32 (converted to float32)");
     int64_t count = shape_numel(shape);
     RF_CHECK(offs[1] - offs[0] == (uint64_t)count * elem, path, ": tensor '", name, "' of shape ", shape, " and dtype ",
              dtype, " should take ", count * elem, " bytes but takes ", offs[1] - offs[0]);
@@ -94,6 +96,14 @@ SafeTensors load_safetensors(const std::string& path) {
       } else if (dtype == "F64") {
         double d;
         std::memcpy(&d, src + 8 * i, 8);
+        v[i] = (float)d;
+      } else if (dtype == "I64") {  // e.g. BatchNorm's num_batches_tracked
+        int64_t d;
+        std::memcpy(&d, src + 8 * i, 8);
+        v[i] = (float)d;
+      } else if (dtype == "I32") {
+        int32_t d;
+        std::memcpy(&d, src + 4 * i, 4);
         v[i] = (float)d;
       } else {
         uint16_t h;

@@ -20,7 +20,7 @@ struct SafeTensors {
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
-// Reads F32, F64, F16 and BF16 tensors (all converted to float32); anything malformed throws with the
+// Reads F32, F64, F16, BF16, I64 and I32 tensors (all converted to float32); anything malformed throws with the
 // file name and what is wrong.
 SafeTensors load_safetensors(const std::string& path);
 

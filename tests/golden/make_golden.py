@@ -6,9 +6,7 @@ Each case stores its float32 inputs (in0, in1, ...), PyTorch's output computed i
 output gradient (gout) and the input gradients (grad_in0, ...) as a small safetensors file. The C++ test
 of the same name runs the same op with the same parameters and compares.
 """
-import json
 import os
-import struct
 import sys
 
 import numpy as np
@@ -16,26 +14,8 @@ import torch
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def save_safetensors(path, tensors, metadata=None):
-    header, blobs, offset = {}, [], 0
-    if metadata:
-        header["__metadata__"] = metadata
-    for name, arr in tensors.items():
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
-        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [offset, offset + arr.nbytes]}
-        blobs.append(arr.tobytes())
-        offset += arr.nbytes
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - (8 + len(h)) % 8) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
+sys.path.insert(0, HERE)
+from safetensors_min import save as save_safetensors  # noqa: E402
 
 
 def U(shape, lo=-1.0, hi=1.0, away=0.0):
@@ -147,6 +127,86 @@ case("fft2", [U([2, 3, 8, 16])])(lambda x: torch.view_as_real(torch.fft.fft2(x))
 case("fft2_odd", [U([1, 2, 6, 5])])(lambda x: torch.view_as_real(torch.fft.fft2(x)).contiguous())
 
 
+# --- beyond single ops: optimizers, schedules, clipping, a whole torch model -----------------------------
+def optimizer_cases():
+    """Five steps of each optimizer on loss = sum((p0 - t0)^2) + sum(sin(p1) * t1)."""
+    rng = np.random.RandomState(7)
+    init = {"p0": rng.uniform(-1, 1, [5]).astype(np.float32), "p1": rng.uniform(-1, 1, [3, 2]).astype(np.float32),
+            "t0": rng.uniform(-1, 1, [5]).astype(np.float32), "t1": rng.uniform(-1, 1, [3, 2]).astype(np.float32)}
+    configs = {
+        "sgd": lambda ps: torch.optim.SGD(ps, lr=0.1),
+        "sgd_nesterov": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+        "sgd_dampening": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.8, dampening=0.3),
+        "adam": lambda ps: torch.optim.Adam(ps, lr=0.05, betas=(0.9, 0.99), weight_decay=0.01),
+        "adamw": lambda ps: torch.optim.AdamW(ps, lr=0.05, betas=(0.9, 0.999), weight_decay=0.1),
+    }
+    data = dict(init)
+    for name, make in configs.items():
+        p0 = torch.tensor(init["p0"], dtype=torch.float64, requires_grad=True)
+        p1 = torch.tensor(init["p1"], dtype=torch.float64, requires_grad=True)
+        t0, t1 = torch.tensor(init["t0"], dtype=torch.float64), torch.tensor(init["t1"], dtype=torch.float64)
+        opt = make([p0, p1])
+        for _ in range(5):
+            opt.zero_grad()
+            loss = ((p0 - t0) ** 2).sum() + (torch.sin(p1) * t1).sum()
+            loss.backward()
+            opt.step()
+        data[name + ".p0"] = p0.detach().numpy()
+        data[name + ".p1"] = p1.detach().numpy()
+    save_safetensors(os.path.join(HERE, "optimizers.safetensors"), data)
+
+    # Learning-rate schedules, 26 steps each.
+    def lrs(make):
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        sched = make(opt)
+        out = []
+        for _ in range(26):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return np.array(out, dtype=np.float32)
+    S = torch.optim.lr_scheduler
+    save_safetensors(os.path.join(HERE, "schedules.safetensors"), {
+        "step": lrs(lambda o: S.StepLR(o, step_size=7, gamma=0.5)),
+        "multistep": lrs(lambda o: S.MultiStepLR(o, milestones=[5, 12, 20], gamma=0.3)),
+        "cosine": lrs(lambda o: S.CosineAnnealingLR(o, T_max=25, eta_min=0.001)),
+        "exponential": lrs(lambda o: S.ExponentialLR(o, gamma=0.9)),
+    })
+
+    # Gradient clipping.
+    g1, g2 = rng.uniform(-1, 1, [4]).astype(np.float32), rng.uniform(-1, 1, [3, 3]).astype(np.float32)
+    a = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(3, 3, dtype=torch.float64, requires_grad=True)
+    a.grad, b.grad = torch.tensor(g1, dtype=torch.float64), torch.tensor(g2, dtype=torch.float64)
+    norm = torch.nn.utils.clip_grad_norm_([a, b], max_norm=0.7)
+    save_safetensors(os.path.join(HERE, "clip_grad_norm.safetensors"),
+                     {"g1": g1, "g2": g2, "norm": np.array([norm.item()], np.float32),
+                      "clipped1": a.grad.numpy(), "clipped2": b.grad.numpy()})
+
+
+def torch_model():
+    """The small model that tests/test_engine.cpp rebuilds from refocus layers."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 2, 3, padding=1, padding_mode="reflect"))
+
+
+def torch_model_case():
+    """A state dict written by PyTorch (with BatchNorm's int64 counter), plus an input and its output."""
+    torch.manual_seed(3)
+    m = torch_model()
+    m.train()
+    with torch.no_grad():
+        for _ in range(3):  # give the running statistics non-trivial values
+            m(torch.randn(4, 3, 6, 7) * 2 + 0.5)
+    m.eval()
+    x = torch.randn(2, 3, 6, 7)
+    with torch.no_grad():
+        y = m(x)
+    save_safetensors(os.path.join(HERE, "torch_model.safetensors"), m.state_dict(), {"written_by": "torch"})
+    save_safetensors(os.path.join(HERE, "torch_model_io.safetensors"), {"x": x, "y": y})
+
+
 def make_input(spec, rng):
     _, shape, lo, hi, away = spec
     a = rng.uniform(lo, hi, size=shape).astype(np.float32)
@@ -174,7 +234,10 @@ def main():
             data[f"grad_in{k}"] = ts[k].grad.numpy()
         save_safetensors(os.path.join(HERE, name + ".safetensors"), data,
                          {"torch": torch.__version__, "case": name})
-    print(f"wrote {len(CASES) if not only else len(only)} golden files to {HERE}")
+    if not only:
+        optimizer_cases()
+        torch_model_case()
+    print(f"wrote {len(CASES) if not only else len(only)} op golden files and the extras to {HERE}")
 
 
 if __name__ == "__main__":

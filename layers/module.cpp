@@ -1,0 +1,110 @@
+#include "layers/module.h"
+
+#include <set>
+
+namespace rf {
+
+Tensor Module::register_parameter(const std::string& name, Tensor t) {
+  t.set_requires_grad(true);
+  params_.emplace_back(name, t);
+  return t;
+}
+
+Tensor Module::register_buffer(const std::string& name, Tensor t) {
+  buffers_.emplace_back(name, t);
+  return t;
+}
+
+void Module::collect(const std::string& prefix, bool params, bool buffers, NamedTensors& out) const {
+  if (params)
+    for (const auto& [n, t] : params_) out.emplace_back(prefix + n, t);
+  if (buffers)
+    for (const auto& [n, t] : buffers_) out.emplace_back(prefix + n, t);
+  for (const auto& [n, m] : children_) m->collect(prefix + n + ".", params, buffers, out);
+}
+
+NamedTensors Module::named_parameters() const {
+  NamedTensors out;
+  collect("", true, false, out);
+  return out;
+}
+
+NamedTensors Module::named_buffers() const {
+  NamedTensors out;
+  collect("", false, true, out);
+  return out;
+}
+
+NamedTensors Module::state_dict() const {
+  NamedTensors out = named_parameters();
+  for (auto& b : named_buffers()) out.push_back(b);
+  return out;
+}
+
+std::vector<Tensor> Module::parameters() const {
+  std::vector<Tensor> out;
+  for (auto& [n, t] : named_parameters()) out.push_back(t);
+  return out;
+}
+
+int64_t Module::num_parameters() const {
+  int64_t n = 0;
+  for (auto& [name, t] : named_parameters()) n += t.numel();
+  return n;
+}
+
+void Module::load_state_dict(const std::map<std::string, Tensor>& sd, bool strict, const std::string& source) {
+  std::set<std::string> used;
+  for (auto& [name, t] : state_dict()) {
+    auto it = sd.find(name);
+    if (it == sd.end()) {
+      RF_CHECK(!strict, source, ": tensor '", name, "' of shape ", t.shape(), " is missing");
+      continue;
+    }
+    RF_CHECK(it->second.shape() == t.shape(), source, ": tensor '", name, "' has shape ", it->second.shape(),
+             " but the model expects ", t.shape());
+    Tensor dst = t;
+    dst.copy_(it->second);
+    used.insert(name);
+  }
+  if (strict)
+    for (auto& [name, t] : sd)
+      RF_CHECK(used.count(name), source, ": tensor '", name, "' of shape ", t.shape(),
+               " does not belong to this model (wrong model or configuration?)");
+}
+
+void Module::train(bool on) {
+  training_ = on;
+  for (auto& [n, m] : children_) m->train(on);
+}
+
+void Module::to(Device d) {
+  for (auto& [n, t] : state_dict()) {
+    Tensor h = t;
+    h.move_to_(d);
+  }
+}
+
+void Module::zero_grad() {
+  for (auto& [n, t] : named_parameters()) {
+    Tensor h = t;
+    h.zero_grad();
+  }
+}
+
+Sequential::Sequential(std::vector<std::shared_ptr<UnaryModule>> layers) {
+  for (auto& l : layers) push_back(l);
+}
+
+void Sequential::push_back(std::shared_ptr<UnaryModule> m) {
+  register_module(std::to_string(layers_.size()), m);
+  layers_.push_back(std::move(m));
+}
+
+Tensor Sequential::forward(const Tensor& x) {
+  Tensor h = x;
+  for (auto& l : layers_) h = l->forward(h);
+  return h;
+}
+
+}  // namespace rf

@@ -1,0 +1,460 @@
+// The engine around the ops: autograd, random numbers, devices, GEMM/conv fast paths against their naive
+// oracles, safetensors, modules, optimizers and schedules (against PyTorch), checkpoints.
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "engine/allocator.h"
+#include "engine/fileio.h"
+#include "engine/safetensors.h"
+#include "layers/init.h"
+#include "layers/layers.h"
+#include "ops/conv_impl.h"
+#include "ops/gemm.h"
+#include "tests/harness.h"
+#include "train/checkpoint.h"
+#include "train/optim.h"
+
+using namespace rf;
+using namespace rft;
+
+static std::string golden(const std::string& name) {
+  return std::string(REFOCUS_SOURCE_DIR) + "/tests/golden/" + name + ".safetensors";
+}
+
+static std::string temp_dir() {
+  static int counter = 0;
+  auto d = std::filesystem::temp_directory_path() /
+           ("refocus_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+  std::filesystem::create_directories(d);
+  return d.string();
+}
+
+TEST_SUITE("autograd") {
+
+TEST_CASE("gradients accumulate over uses and over backward calls") {
+  Tensor x = from_vector({1.f, -2.f, 3.f}, {3}).set_requires_grad();
+  Tensor y = sum(x * x + x);  // dy/dx = 2x + 1
+  y.backward();
+  CHECK(x.grad().to_vector() == std::vector<float>{3.f, -3.f, 7.f});
+  sum(x * 3.f).backward();  // accumulates: + 3
+  CHECK(x.grad().to_vector() == std::vector<float>{6.f, 0.f, 10.f});
+  x.zero_grad();
+  CHECK_FALSE(x.grad().defined());
+}
+
+TEST_CASE("shared subexpressions and a diamond graph") {
+  Tensor a = from_vector({0.5f, 1.5f}, {2}).set_requires_grad();
+  Tensor b = exp(a);
+  Tensor c = b * b + sin(b);  // dc/da = (2b + cos b) * b
+  sum(c).backward();
+  auto g = a.grad().to_vector();
+  for (int i = 0; i < 2; ++i) {
+    float bv = std::exp(i ? 1.5f : 0.5f);
+    CHECK(g[i] == doctest::Approx((2 * bv + std::cos(bv)) * bv).epsilon(1e-5));
+  }
+}
+
+TEST_CASE("NoGrad, detach and leaves") {
+  Tensor w = ones({2, 2}).set_requires_grad();
+  {
+    NoGrad ng;
+    Tensor y = w * 2.f;
+    CHECK_FALSE(y.requires_grad());
+  }
+  Tensor d = (w * 2.f).detach();
+  CHECK_FALSE(d.requires_grad());
+  CHECK(d.to_vector() == std::vector<float>(4, 2.f));
+  Tensor y = w * 2.f;
+  CHECK_THROWS_WITH_AS(y.set_requires_grad(true), doctest::Contains("only leaf tensors"), Error);
+  CHECK_THROWS_WITH_AS(backward(w * 2.f), doctest::Contains("needs a grad_output"), Error);
+}
+
+TEST_CASE("a graph is walked once, with a clear message the second time") {
+  Tensor x = ones({3}).set_requires_grad();
+  Tensor y = sum(exp(x));
+  y.backward();
+  CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("a second time"), Error);
+}
+
+TEST_CASE("views: reshape, narrow0 and indexing share storage and route gradients") {
+  Tensor x = arange(12).reshape({3, 4}).detach();
+  x.set_requires_grad(true);
+  Tensor row = x[1];
+  CHECK(row.shape() == Shape{4});
+  CHECK(row.data() == x.data() + 4);
+  Tensor loss = sum(row * row) + sum(x.narrow0(2, 1));
+  loss.backward();
+  auto g = x.grad().to_vector();
+  CHECK(g[0] == 0.f);
+  CHECK(g[5] == 10.f);  // 2 * x[1][1] = 2 * 5
+  CHECK(g[8] == 1.f);
+}
+
+}  // TEST_SUITE
+
+TEST_SUITE("engine") {
+
+TEST_CASE("device selection is explicit and never falls back silently") {
+  CHECK_THROWS_WITH_AS(select_device("tpu", false), doctest::Contains("unknown device 'tpu'"), Error);
+  if (!cuda_available()) {
+    CHECK_THROWS_WITH_AS(select_device("cuda", false), doctest::Contains("CUDA is unusable"), Error);
+    CHECK(select_device("auto", false) == Device::CPU);
+  } else {
+    CHECK(select_device("auto", false) == Device::CUDA);
+  }
+  CHECK(select_device("cpu", false) == Device::CPU);
+}
+
+TEST_CASE("Philox: reproducible, well distributed, identical on CPU and CUDA") {
+  Generator g1(123), g2(123), g3(124);
+  Tensor a = rand({10000}, Device::CPU, &g1), b = rand({10000}, Device::CPU, &g2), c = rand({10000}, Device::CPU, &g3);
+  CHECK(a.to_vector() == b.to_vector());
+  CHECK(a.to_vector() != c.to_vector());
+  double m = mean(a).item(), lo = -max(neg(a), 0).item(), hi = max(a, 0).item();
+  CHECK(m == doctest::Approx(0.5).epsilon(0.02));
+  CHECK(lo >= 0.0);
+  CHECK(hi < 1.0);
+  Generator gn(5);
+  Tensor n = randn({20000}, Device::CPU, &gn);
+  CHECK(mean(n).item() == doctest::Approx(0.0).epsilon(0.03));
+  CHECK(std::sqrt(mean(n * n).item()) == doctest::Approx(1.0).epsilon(0.03));
+  // the generator's offset makes consecutive draws differ
+  Tensor a2 = rand({10000}, Device::CPU, &g1);
+  CHECK(a2.to_vector() != a.to_vector());
+  if (cuda_available()) {
+    Generator gc(123), gg(123);
+    CHECK(rand({777}, Device::CPU, &gc).to_vector() == rand({777}, Device::CUDA, &gg).to_vector());
+    Generator nc(9), ng(9);
+    CHECK(max_abs_diff(randn({777}, Device::CUDA, &ng).cpu(), randn({777}, Device::CPU, &nc)) < 1e-5);
+  } else {
+    MESSAGE("Philox CPU/CUDA identity skipped (" << cuda_description() << ")");
+  }
+}
+
+TEST_CASE("dropout: drop rate, scaling, the same mask forward and backward") {
+  Generator g(77);
+  Tensor x = full({100000}, 2.f).set_requires_grad();
+  Tensor y = dropout(x, 0.3f, true, &g);
+  auto v = y.to_vector();
+  int64_t zeros_count = 0, badly_scaled = 0;
+  for (float f : v) {
+    if (f == 0.f) zeros_count++;
+    else if (std::fabs(f - 2.f / 0.7f) > 1e-5f) badly_scaled++;
+  }
+  CHECK((double)zeros_count / v.size() == doctest::Approx(0.3).epsilon(0.03));
+  CHECK(badly_scaled == 0);
+  sum(y).backward();
+  auto gx = x.grad().to_vector();
+  int64_t mask_mismatch = 0;
+  for (size_t i = 0; i < v.size(); ++i) mask_mismatch += (gx[i] == 0.f) != (v[i] == 0.f);
+  CHECK(mask_mismatch == 0);
+  CHECK(dropout(x, 0.3f, false).impl() == x.impl());  // evaluation: identity
+  check_cuda_parity("dropout", [](auto& in) { Generator gd(5); return dropout(in[0], 0.25f, true, &gd); },
+                    {uniform_input({4, 5, 6}, -1, 1, 3)});
+}
+
+TEST_CASE("caching CUDA allocator reuses blocks and reports its statistics") {
+  if (!cuda_available()) {
+    MESSAGE("allocator test skipped (" << cuda_description() << ")");
+    CHECK(cuda_alloc_stats().requests == 0);
+    return;
+  }
+  cuda_empty_cache();
+  CudaAllocStats before = cuda_alloc_stats();
+  for (int i = 0; i < 10; ++i) {
+    Tensor t = empty({1024, 1024}, Device::CUDA);
+    t.fill_(1.f);
+  }
+  CudaAllocStats after = cuda_alloc_stats();
+  CHECK(after.cuda_malloc_calls - before.cuda_malloc_calls == 1);
+  CHECK(after.cache_hits - before.cache_hits >= 9);
+  CHECK(after.cached_bytes >= 4u << 20);
+}
+
+TEST_CASE("GEMM: built-in blocked and BLAS paths match the naive oracle") {
+  struct Case { bool ta, tb; int64_t m, n, k; float alpha, beta; };
+  for (Case c : {Case{false, false, 37, 53, 29, 1.f, 0.f}, Case{true, false, 64, 17, 300, 0.5f, 1.f},
+                 Case{false, true, 7, 129, 33, 1.f, 0.5f}, Case{true, true, 100, 100, 1, 2.f, 0.f},
+                 Case{false, false, 1, 1, 1000, 1.f, 0.f}}) {
+    GemmShape s = gemm_shape(c.ta, c.tb, c.m, c.n, c.k, c.alpha, c.beta);
+    Tensor a = uniform_input({c.m * c.k}, -1, 1, 1), b = uniform_input({c.k * c.n}, -1, 1, 2);
+    Tensor c0 = uniform_input({c.m, c.n}, -1, 1, 3);
+    Tensor ref = c0.clone(), blocked = c0.clone(), fast = c0.clone();
+    cpu::gemm_naive(s, a.data(), b.data(), ref.data());
+    cpu::gemm_blocked(s, a.data(), b.data(), blocked.data());
+    cpu::gemm(s, a.data(), b.data(), fast.data());
+    CHECK_MESSAGE(rel_err(blocked, ref) < 1e-5, "blocked gemm " << c.m << "x" << c.n << "x" << c.k);
+    CHECK_MESSAGE(rel_err(fast, ref) < 1e-5, "gemm " << c.m << "x" << c.n << "x" << c.k);
+  }
+}
+
+TEST_CASE("conv2d: the im2col path matches the seven-loop oracle") {
+  struct Case { int64_t n, ci, h, w, co, k, s, p, d, g; };
+  for (Case c : {Case{2, 3, 9, 8, 4, 3, 1, 1, 1, 1}, Case{1, 4, 11, 10, 6, 5, 2, 2, 1, 2}, Case{1, 2, 9, 9, 2, 3, 1, 2, 2, 2},
+                 Case{3, 5, 4, 6, 7, 1, 1, 0, 1, 1}}) {
+    Tensor x = uniform_input({c.n, c.ci, c.h, c.w}, -1, 1, 11), w = uniform_input({c.co, c.ci / c.g, c.k, c.k}, -1, 1, 12);
+    Tensor b = uniform_input({c.co}, -1, 1, 13);
+    Tensor y = conv2d(x, w, b, ConvOptions::make(c.s, c.p, c.d, c.g));
+    ConvGeometry g{c.n, c.ci, c.h, c.w, c.co, y.size(2), y.size(3), c.k, c.k, c.s, c.s, c.p, c.p, c.d, c.d, c.g};
+    Tensor ref = empty_like(y);
+    cpu::conv2d_naive(g, x.data(), w.data(), b.data(), ref.data());
+    CHECK(rel_err(y, ref) < 1e-5);
+  }
+}
+
+TEST_CASE("op errors name the op and the shapes") {
+  Tensor x = zeros({1, 3, 8, 8}), w = zeros({4, 2, 3, 3});
+  CHECK_THROWS_WITH_AS(conv2d(x, w, Tensor()), doctest::Contains("input [1, 3, 8, 8], weight [4, 2, 3, 3]"), Error);
+  CHECK_THROWS_WITH_AS(add(zeros({2, 3}), zeros({4})), doctest::Contains("shapes [2, 3] and [4] do not broadcast"), Error);
+  CHECK_THROWS_WITH_AS(matmul(zeros({2, 3}), zeros({4, 5})), doctest::Contains("inner sizes differ"), Error);
+  CHECK_THROWS_WITH_AS(pad2d(zeros({1, 1, 3, 3}), 3, 0, 0, 0, PadMode::Reflect), doctest::Contains("reflect padding"), Error);
+}
+
+}  // TEST_SUITE
+
+TEST_SUITE("checkpoints") {
+
+TEST_CASE("safetensors round trip with metadata, atomically") {
+  std::string dir = temp_dir(), path = dir + "/t.safetensors";
+  Tensor a = uniform_input({2, 3}, -1, 1, 1), b = uniform_input({5}, -1, 1, 2);
+  save_safetensors(path, {{"a", a}, {"b.c", b}}, {{"hello", "world"}});
+  SafeTensors st = load_safetensors(path);
+  CHECK(st.metadata["hello"] == "world");
+  CHECK(st.tensors["a"].to_vector() == a.to_vector());
+  CHECK(st.tensors["b.c"].shape() == Shape{5});
+  for (auto& e : std::filesystem::directory_iterator(dir))
+    CHECK_MESSAGE(e.path().string().find(".tmp") == std::string::npos, "temporary file left behind: " << e.path());
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("malformed safetensors files give one clear sentence") {
+  std::string dir = temp_dir(), path = dir + "/bad.safetensors";
+  save_safetensors(path, {{"w", uniform_input({4, 4}, -1, 1, 1)}});
+  std::string bytes = read_file(path);
+  write_file_atomic(path, bytes.substr(0, bytes.size() - 10));  // truncated
+  CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("data offsets outside the file"), Error);
+  write_file_atomic(path, "abc");
+  CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("not a safetensors file"), Error);
+  std::string h = "{\"w\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [0, 1]}}";
+  std::string raw(8, '\0');
+  raw[0] = (char)h.size();
+  write_file_atomic(path, raw + h + "x");
+  CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("has dtype U8"), Error);
+  CHECK_THROWS_WITH_AS(load_safetensors(dir + "/missing.safetensors"), doctest::Contains("cannot open"), Error);
+  std::filesystem::remove_all(dir);
+}
+
+// The refocus twin of torch_model() in tests/golden/make_golden.py.
+static std::shared_ptr<Sequential> twin_model() {
+  return std::make_shared<Sequential>(std::vector<std::shared_ptr<UnaryModule>>{
+      std::make_shared<Conv2d>(3, 8, 3, ConvOptions::make(1, 1)), std::make_shared<BatchNorm2d>(8),
+      std::make_shared<Activation>(Act::ReLU),
+      std::make_shared<Conv2d>(8, 2, 3, ConvOptions::make(1, 1), true, PadMode::Reflect)});
+}
+
+TEST_CASE("weights written by PyTorch load here and give PyTorch's output") {
+  auto m = twin_model();
+  load_checkpoint(golden("torch_model"), *m);
+  m->eval();
+  SafeTensors io = load_safetensors(golden("torch_model_io"));
+  Tensor y = m->forward(io.tensors["x"]);
+  CHECK(rel_err(y, io.tensors["y"]) < 1e-5);
+}
+
+TEST_CASE("weights written here load in PyTorch and give our output") {
+  auto m = twin_model();
+  m->train();
+  for (int i = 0; i < 2; ++i) m->forward(uniform_input({4, 3, 6, 7}, -2, 2, 50 + i));  // move BN statistics
+  m->eval();
+  std::string dir = temp_dir();
+  save_checkpoint(dir + "/ours.safetensors", *m, CheckpointInfo{"twin", {{"width", 8}}, 7});
+  Tensor x = uniform_input({2, 3, 6, 7}, -1, 1, 60);
+  save_safetensors(dir + "/io.safetensors", {{"x", x}, {"y", m->forward(x)}});
+  CheckpointInfo info = read_checkpoint_info(dir + "/ours.safetensors");
+  CHECK(info.model == "twin");
+  CHECK(info.step == 7);
+  CHECK(info.config["width"] == 8);
+  bool have_torch = std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
+  if (!have_torch) {
+    MESSAGE("PyTorch round trip skipped: /usr/bin/python3 cannot import torch (apt-get install python3-torch)");
+  } else {
+    std::string cmd = "/usr/bin/python3 " + std::string(REFOCUS_SOURCE_DIR) + "/tests/golden/torch_roundtrip.py " +
+                      dir + "/ours.safetensors " + dir + "/io.safetensors";
+    CHECK_MESSAGE(std::system(cmd.c_str()) == 0, "PyTorch could not reproduce our output: " << cmd);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("loading checks names and shapes and says which one is wrong") {
+  auto m = twin_model();
+  std::string dir = temp_dir(), path = dir + "/w.safetensors";
+  auto sd = m->state_dict();
+  sd[0].second = zeros({8, 3, 5, 5});
+  save_safetensors(path, sd);
+  CHECK_THROWS_WITH_AS(load_checkpoint(path, *m), doctest::Contains("'0.weight' has shape [8, 3, 5, 5] but the model expects [8, 3, 3, 3]"), Error);
+  sd = m->state_dict();
+  sd.pop_back();
+  save_safetensors(path, sd);
+  CHECK_THROWS_WITH_AS(load_checkpoint(path, *m), doctest::Contains("'1.num_batches_tracked' of shape [] is missing"), Error);
+  sd = m->state_dict();
+  sd.emplace_back("extra.weight", zeros({2}));
+  save_safetensors(path, sd);
+  CHECK_THROWS_WITH_AS(load_checkpoint(path, *m), doctest::Contains("'extra.weight' of shape [2] does not belong"), Error);
+  std::filesystem::remove_all(dir);
+}
+
+}  // TEST_SUITE
+
+TEST_SUITE("modules") {
+
+TEST_CASE("dotted PyTorch-style names, parameter counts, train/eval") {
+  auto m = std::make_shared<Sequential>();
+  m->push_back(std::make_shared<Conv2d>(3, 4, 3, ConvOptions::make(1, 1)));
+  m->push_back(std::make_shared<ResBlock>(4));
+  m->push_back(std::make_shared<BatchNorm2d>(4));
+  std::vector<std::string> names;
+  for (auto& [n, t] : m->named_parameters()) names.push_back(n);
+  CHECK(names == std::vector<std::string>{"0.weight", "0.bias", "1.body.0.weight", "1.body.0.bias", "1.body.2.weight",
+                                          "1.body.2.bias", "2.weight", "2.bias"});
+  CHECK(m->num_parameters() == 4 * 3 * 9 + 4 + 2 * (4 * 4 * 9 + 4) + 8);
+  CHECK(m->named_buffers().size() == 3);
+  m->eval();
+  CHECK_FALSE((*m)[2].training());
+}
+
+TEST_CASE("PyTorch default initialisation bounds") {
+  Conv2d c(16, 8, 3);
+  float bound = 1.f / std::sqrt(16.f * 9.f);
+  auto w = c.weight.to_vector();
+  float mx = 0;
+  for (float v : w) mx = std::max(mx, std::fabs(v));
+  CHECK(mx <= bound);
+  CHECK(mx > 0.8f * bound);
+  Tensor k = empty({256, 128});
+  init::kaiming_normal_(k);
+  CHECK(std::sqrt(mean(k * k).item()) == doctest::Approx(std::sqrt(2.0 / 128)).epsilon(0.03));
+}
+
+}  // TEST_SUITE
+
+TEST_SUITE("optim") {
+
+static void run_optimizer(const char* name, std::function<std::unique_ptr<Optimizer>(NamedTensors)> make) {
+  SafeTensors st = load_safetensors(golden("optimizers"));
+  Tensor p0 = st.tensors["p0"].clone().set_requires_grad(), p1 = st.tensors["p1"].clone().set_requires_grad();
+  Tensor t0 = st.tensors["t0"], t1 = st.tensors["t1"];
+  auto opt = make({{"p0", p0}, {"p1", p1}});
+  for (int i = 0; i < 5; ++i) {
+    opt->zero_grad();
+    Tensor loss = sum(square(p0 - t0)) + sum(sin(p1) * t1);
+    loss.backward();
+    opt->step();
+  }
+  CHECK_MESSAGE(rel_err(p0, st.tensors[std::string(name) + ".p0"]) < 1e-5, name);
+  CHECK_MESSAGE(rel_err(p1, st.tensors[std::string(name) + ".p1"]) < 1e-5, name);
+}
+
+TEST_CASE("SGD, Adam and AdamW follow PyTorch's update rules") {
+  run_optimizer("sgd", [](NamedTensors p) { return std::make_unique<SGD>(p, SGDOptions{0.1f}); });
+  run_optimizer("sgd_nesterov", [](NamedTensors p) {
+    SGDOptions o;
+    o.lr = 0.1f;
+    o.momentum = 0.9f;
+    o.nesterov = true;
+    o.weight_decay = 0.01f;
+    return std::make_unique<SGD>(p, o);
+  });
+  run_optimizer("sgd_dampening", [](NamedTensors p) {
+    SGDOptions o;
+    o.lr = 0.1f;
+    o.momentum = 0.8f;
+    o.dampening = 0.3f;
+    return std::make_unique<SGD>(p, o);
+  });
+  run_optimizer("adam", [](NamedTensors p) {
+    AdamOptions o;
+    o.lr = 0.05f;
+    o.beta2 = 0.99f;
+    o.weight_decay = 0.01f;
+    return std::make_unique<Adam>(p, o);
+  });
+  run_optimizer("adamw", [](NamedTensors p) {
+    AdamOptions o;
+    o.lr = 0.05f;
+    o.weight_decay = 0.1f;
+    return std::make_unique<AdamW>(p, o);
+  });
+}
+
+TEST_CASE("optimizer updates on CUDA match the CPU") {
+  if (!cuda_available()) {
+    MESSAGE("optimizer CUDA parity skipped (" << cuda_description() << ")");
+    return;
+  }
+  Tensor pc = uniform_input({1000}, -1, 1, 1).set_requires_grad();
+  Tensor pg = pc.detach().cuda().set_requires_grad();
+  AdamOptions o;
+  o.weight_decay = 0.05f;
+  AdamW oc({{"p", pc}}, o), og({{"p", pg}}, o);
+  for (int i = 0; i < 3; ++i) {
+    sum(sin(pc) * pc).backward();
+    sum(sin(pg) * pg).backward();
+    oc.step();
+    og.step();
+    oc.zero_grad();
+    og.zero_grad();
+  }
+  CHECK(rel_err(pg.cpu(), pc) < 1e-5);
+}
+
+TEST_CASE("learning-rate schedules match PyTorch's schedulers") {
+  SafeTensors st = load_safetensors(golden("schedules"));
+  std::map<std::string, LRSchedule> s = {{"step", LRSchedule::step(0.1f, 7, 0.5f)},
+                                         {"multistep", LRSchedule::multistep(0.1f, {5, 12, 20}, 0.3f)},
+                                         {"cosine", LRSchedule::cosine(0.1f, 25, 0.001f)},
+                                         {"exponential", LRSchedule::exponential(0.1f, 0.9f)}};
+  for (auto& [name, sched] : s) {
+    auto ref = st.tensors[name].to_vector();
+    for (size_t i = 0; i < ref.size(); ++i)
+      CHECK_MESSAGE(sched.at((int64_t)i) == doctest::Approx(ref[i]).epsilon(1e-5), name << " step " << i);
+  }
+}
+
+TEST_CASE("gradient clipping matches torch.nn.utils.clip_grad_norm_") {
+  SafeTensors st = load_safetensors(golden("clip_grad_norm"));
+  Tensor a = zeros({4}).set_requires_grad(), b = zeros({3, 3}).set_requires_grad();
+  a.set_grad(st.tensors["g1"].clone());
+  b.set_grad(st.tensors["g2"].clone());
+  float norm = clip_grad_norm({a, b}, 0.7f);
+  CHECK(norm == doctest::Approx(st.tensors["norm"].item()).epsilon(1e-5));
+  CHECK(rel_err(a.grad(), st.tensors["clipped1"]) < 1e-5);
+  CHECK(rel_err(b.grad(), st.tensors["clipped2"]) < 1e-5);
+}
+
+TEST_CASE("optimizer state round trip") {
+  Tensor p = uniform_input({10}, -1, 1, 1).set_requires_grad();
+  Adam a({{"p", p}}, AdamOptions{});
+  sum(p * p).backward();
+  a.step();
+  std::string dir = temp_dir();
+  a.save(dir + "/opt.safetensors");
+  Tensor q = p.detach().clone().set_requires_grad();
+  Adam b({{"p", q}}, AdamOptions{});
+  b.load(dir + "/opt.safetensors");
+  CHECK(b.steps() == 1);
+  a.zero_grad();
+  sum(p * p).backward();
+  sum(q * q).backward();
+  a.step();
+  b.step();
+  CHECK(p.to_vector() == q.to_vector());
+  SGD wrong({{"p", q}}, SGDOptions{});
+  CHECK_THROWS_WITH_AS(wrong.load(dir + "/opt.safetensors"), doctest::Contains("holds 'adam' optimizer state"), Error);
+  std::filesystem::remove_all(dir);
+}
+
+}  // TEST_SUITE
