@@ -5,7 +5,7 @@ BUILD      ?= build
 JOBS       ?= $(shell nproc)
 CUDA_ARCHS ?=
 CPU_ONLY   ?= 0
-DEPS       := cmake g++ make libstb-dev nlohmann-json3-dev doctest-dev libopenblas-dev
+DEPS       := cmake g++ make libstb-dev nlohmann-json3-dev doctest-dev libopenblas-openmp-dev
 
 CMAKE_ARGS := -DCMAKE_BUILD_TYPE=Release
 ifneq ($(CUDA_ARCHS),)

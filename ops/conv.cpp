@@ -35,16 +35,16 @@ void conv2d_naive(const ConvGeometry& g, const float* x, const float* w, const f
         }
 }
 
-void im2col(const ConvGeometry& g, const float* img, float* col) {
-  const int64_t hw_out = g.h_out * g.w_out, rows = g.c_in * g.kh * g.kw;
-#pragma omp parallel for if (rows * hw_out > (1 << 15))
+void im2col(const ConvGeometry& g, const float* img, float* col, int64_t oh0, int64_t oh1) {
+  const int64_t cols = (oh1 - oh0) * g.w_out, rows = g.c_in * g.kh * g.kw;
+#pragma omp parallel for if (rows * cols > (1 << 15))
   for (int64_t r = 0; r < rows; ++r) {
     int64_t kj = r % g.kw, ki = (r / g.kw) % g.kh, c = r / (g.kw * g.kh);
     const float* plane = img + c * g.h * g.w;
-    float* out = col + r * hw_out;
-    for (int64_t oh = 0; oh < g.h_out; ++oh) {
+    float* out = col + r * cols;
+    for (int64_t oh = oh0; oh < oh1; ++oh) {
       int64_t ih = oh * g.stride_h - g.pad_h + ki * g.dil_h;
-      float* orow = out + oh * g.w_out;
+      float* orow = out + (oh - oh0) * g.w_out;
       if (ih < 0 || ih >= g.h) {
         std::memset(orow, 0, sizeof(float) * g.w_out);
         continue;
@@ -58,26 +58,33 @@ void im2col(const ConvGeometry& g, const float* img, float* col) {
   }
 }
 
-void col2im(const ConvGeometry& g, const float* col, float* img) {
-  const int64_t hw_out = g.h_out * g.w_out;
-  std::memset(img, 0, sizeof(float) * g.c_in * g.h * g.w);
+void col2im_add(const ConvGeometry& g, const float* col, float* img, int64_t oh0, int64_t oh1) {
+  const int64_t cols = (oh1 - oh0) * g.w_out;
   // Parallel over channels: the rows of one channel only touch that channel's plane.
-#pragma omp parallel for if (g.c_in * g.kh * g.kw * hw_out > (1 << 15))
+#pragma omp parallel for if (g.c_in * g.kh * g.kw * cols > (1 << 15))
   for (int64_t c = 0; c < g.c_in; ++c) {
     float* plane = img + c * g.h * g.w;
     for (int64_t ki = 0; ki < g.kh; ++ki)
       for (int64_t kj = 0; kj < g.kw; ++kj) {
-        const float* in = col + ((c * g.kh + ki) * g.kw + kj) * hw_out;
-        for (int64_t oh = 0; oh < g.h_out; ++oh) {
+        const float* in = col + ((c * g.kh + ki) * g.kw + kj) * cols;
+        for (int64_t oh = oh0; oh < oh1; ++oh) {
           int64_t ih = oh * g.stride_h - g.pad_h + ki * g.dil_h;
           if (ih < 0 || ih >= g.h) continue;
+          const float* irow = in + (oh - oh0) * g.w_out;
           for (int64_t ow = 0; ow < g.w_out; ++ow) {
             int64_t iw = ow * g.stride_w - g.pad_w + kj * g.dil_w;
-            if (iw >= 0 && iw < g.w) plane[ih * g.w + iw] += in[oh * g.w_out + ow];
+            if (iw >= 0 && iw < g.w) plane[ih * g.w + iw] += irow[ow];
           }
         }
       }
   }
+}
+
+void im2col(const ConvGeometry& g, const float* img, float* col) { im2col(g, img, col, 0, g.h_out); }
+
+void col2im(const ConvGeometry& g, const float* col, float* img) {
+  std::memset(img, 0, sizeof(float) * g.c_in * g.h * g.w);
+  col2im_add(g, col, img, 0, g.h_out);
 }
 
 // A 1x1, stride-1, unpadded convolution needs no unfolding: the image already is its column matrix.
@@ -85,19 +92,41 @@ static bool is_pointwise(const ConvGeometry& g) {
   return g.kh == 1 && g.kw == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
 }
 
+// The column matrix of a whole image can be huge (576 x 1.9M floats for 64 channels at 1680x1120), so
+// each image is unfolded a band of output rows at a time, sized to stay cache-friendly (~16 MiB), and
+// the band's GEMM writes straight into the output with a leading dimension of h_out * w_out.
+static int64_t band_rows(const ConvGeometry& g) {
+  const int64_t budget = 4 << 20;  // floats
+  int64_t per_row = g.c_in * g.kh * g.kw * g.w_out;
+  return std::max<int64_t>(1, std::min<int64_t>(g.h_out, budget / std::max<int64_t>(per_row, 1)));
+}
+
+static float* scratch(size_t floats) {
+  thread_local std::vector<float> buf;
+  if (buf.size() < floats) buf.resize(floats);
+  return buf.data();
+}
+
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
   const int64_t hw_out = g.h_out * g.w_out, k = g.c_in_g() * g.kh * g.kw, cog = g.c_out_g();
-  std::vector<float> col(is_pointwise(g) ? 0 : (size_t)(g.c_in * g.kh * g.kw * hw_out));
+  const bool pw = is_pointwise(g);
+  const int64_t band = pw ? g.h_out : band_rows(g);
+  float* col = pw ? nullptr : scratch((size_t)(g.c_in * g.kh * g.kw * band * g.w_out));
   for (int64_t n = 0; n < g.n; ++n) {
     const float* xn = x + n * g.c_in * g.h * g.w;
-    const float* cols = xn;
-    if (!is_pointwise(g)) {
-      im2col(g, xn, col.data());
-      cols = col.data();
-    }
     float* yn = y + n * g.c_out * hw_out;
-    for (int64_t grp = 0; grp < g.groups; ++grp)
-      gemm(gemm_shape(false, false, cog, hw_out, k), w + grp * cog * k, cols + grp * k * hw_out, yn + grp * cog * hw_out);
+    for (int64_t oh0 = 0; oh0 < g.h_out; oh0 += band) {
+      int64_t oh1 = std::min(g.h_out, oh0 + band), cols = (oh1 - oh0) * g.w_out;
+      const float* cm = pw ? xn : col;
+      int64_t ldcm = pw ? hw_out : cols;
+      if (!pw) im2col(g, xn, col, oh0, oh1);
+      for (int64_t grp = 0; grp < g.groups; ++grp) {
+        GemmShape s = gemm_shape(false, false, cog, cols, k);
+        s.ldb = ldcm;
+        s.ldc = hw_out;
+        gemm(s, w + grp * cog * k, cm + grp * k * ldcm, yn + grp * cog * hw_out + oh0 * g.w_out);
+      }
+    }
     if (bias) {
 #pragma omp parallel for if (g.c_out * hw_out > (1 << 15))
       for (int64_t c = 0; c < g.c_out; ++c)
@@ -109,31 +138,45 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
 void conv2d_backward_data(const ConvGeometry& g, const float* gy, const float* w, float* gx) {
   const int64_t hw_out = g.h_out * g.w_out, k = g.c_in_g() * g.kh * g.kw, cog = g.c_out_g();
   const bool pw = is_pointwise(g);
-  std::vector<float> col(pw ? 0 : (size_t)(g.c_in * g.kh * g.kw * hw_out));
+  const int64_t band = pw ? g.h_out : band_rows(g);
+  float* col = pw ? nullptr : scratch((size_t)(g.c_in * g.kh * g.kw * band * g.w_out));
   for (int64_t n = 0; n < g.n; ++n) {
     float* gxn = gx + n * g.c_in * g.h * g.w;
-    float* cols = pw ? gxn : col.data();
-    for (int64_t grp = 0; grp < g.groups; ++grp)
-      gemm(gemm_shape(true, false, k, hw_out, cog), w + grp * cog * k, gy + (n * g.c_out + grp * cog) * hw_out,
-           cols + grp * k * hw_out);
-    if (!pw) col2im(g, col.data(), gxn);
+    if (!pw) std::memset(gxn, 0, sizeof(float) * g.c_in * g.h * g.w);
+    for (int64_t oh0 = 0; oh0 < g.h_out; oh0 += band) {
+      int64_t oh1 = std::min(g.h_out, oh0 + band), cols = (oh1 - oh0) * g.w_out;
+      float* cm = pw ? gxn : col;
+      for (int64_t grp = 0; grp < g.groups; ++grp) {
+        GemmShape s = gemm_shape(true, false, k, cols, cog);
+        s.ldb = hw_out;
+        s.ldc = pw ? hw_out : cols;
+        gemm(s, w + grp * cog * k, gy + (n * g.c_out + grp * cog) * hw_out + oh0 * g.w_out, cm + grp * k * s.ldc);
+      }
+      if (!pw) col2im_add(g, col, gxn, oh0, oh1);
+    }
   }
 }
 
 void conv2d_backward_weight(const ConvGeometry& g, const float* x, const float* gy, float* gw) {
   const int64_t hw_out = g.h_out * g.w_out, k = g.c_in_g() * g.kh * g.kw, cog = g.c_out_g();
-  std::vector<float> col(is_pointwise(g) ? 0 : (size_t)(g.c_in * g.kh * g.kw * hw_out));
-  if (g.n == 0) std::memset(gw, 0, sizeof(float) * g.c_out * k);
+  const bool pw = is_pointwise(g);
+  const int64_t band = pw ? g.h_out : band_rows(g);
+  float* col = pw ? nullptr : scratch((size_t)(g.c_in * g.kh * g.kw * band * g.w_out));
+  std::memset(gw, 0, sizeof(float) * g.c_out * k);
   for (int64_t n = 0; n < g.n; ++n) {
     const float* xn = x + n * g.c_in * g.h * g.w;
-    const float* cols = xn;
-    if (!is_pointwise(g)) {
-      im2col(g, xn, col.data());
-      cols = col.data();
+    for (int64_t oh0 = 0; oh0 < g.h_out; oh0 += band) {
+      int64_t oh1 = std::min(g.h_out, oh0 + band), cols = (oh1 - oh0) * g.w_out;
+      const float* cm = pw ? xn : col;
+      int64_t ldcm = pw ? hw_out : cols;
+      if (!pw) im2col(g, xn, col, oh0, oh1);
+      for (int64_t grp = 0; grp < g.groups; ++grp) {
+        GemmShape s = gemm_shape(false, true, cog, k, cols, 1.f, 1.f);
+        s.lda = hw_out;
+        s.ldb = ldcm;
+        gemm(s, gy + (n * g.c_out + grp * cog) * hw_out + oh0 * g.w_out, cm + grp * k * ldcm, gw + grp * cog * k);
+      }
     }
-    for (int64_t grp = 0; grp < g.groups; ++grp)
-      gemm(gemm_shape(false, true, cog, k, hw_out, 1.f, n == 0 ? 0.f : 1.f), gy + (n * g.c_out + grp * cog) * hw_out,
-           cols + grp * k * hw_out, gw + grp * cog * k);
   }
 }
 

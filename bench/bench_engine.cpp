@@ -1,0 +1,75 @@
+// Engine benchmarks: conv2d and GEMM forward+backward. Prints one JSON line per case with the median
+// time over repeats after warm-up; bench/bench_engine_torch.py does the same work in PyTorch.
+//   bench_engine [--device cpu|cuda] [--repeats N] [--threads N]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "ops/ops.h"
+
+using namespace rf;
+
+static double median_ms(const std::function<void()>& f, int repeats) {
+  f();  // warm-up (cuDNN algorithm search, allocator cache)
+  f();
+  std::vector<double> t;
+  for (int i = 0; i < repeats; ++i) {
+    synchronize();
+    auto t0 = std::chrono::steady_clock::now();
+    f();
+    synchronize();
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+int main(int argc, char** argv) {
+  std::string dev_name = "cpu";
+  int repeats = 5;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--device") && i + 1 < argc) dev_name = argv[++i];
+    else if (!std::strcmp(argv[i], "--repeats") && i + 1 < argc) repeats = std::atoi(argv[++i]);
+#ifdef _OPENMP
+    else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) omp_set_num_threads(std::atoi(argv[++i]));
+#endif
+  }
+  try {
+    Device dev = select_device(dev_name);
+    Generator g(1);
+    {
+      Tensor x = randn({4, 64, 256, 256}, dev, &g).set_requires_grad();
+      Tensor w = (randn({64, 64, 3, 3}, dev, &g) * 0.05f).detach().set_requires_grad();
+      Tensor b = zeros({64}, dev).set_requires_grad();
+      Tensor gy = randn({4, 64, 256, 256}, dev, &g);
+      double ms = median_ms([&] {
+        x.zero_grad(); w.zero_grad(); b.zero_grad();
+        conv2d(x, w, b, ConvOptions::make(1, 1)).backward(gy);
+      }, repeats);
+      std::printf("{\"name\": \"conv2d 3x3 64->64 256x256 batch 4, fwd+bwd\", \"device\": \"%s\", \"ms\": %.2f}\n",
+                  dev_name.c_str(), ms);
+    }
+    {
+      Tensor a = randn({1024, 1024}, dev, &g).set_requires_grad();
+      Tensor bm = randn({1024, 1024}, dev, &g).set_requires_grad();
+      Tensor gc = randn({1024, 1024}, dev, &g);
+      double ms = median_ms([&] {
+        a.zero_grad(); bm.zero_grad();
+        matmul(a, bm).backward(gc);
+      }, repeats * 4);
+      std::printf("{\"name\": \"GEMM 1024^3, fwd+bwd\", \"device\": \"%s\", \"ms\": %.2f}\n", dev_name.c_str(), ms);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_engine: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

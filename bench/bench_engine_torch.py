@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""PyTorch twin of bench_engine.cpp: the same work, the same timing method (median after warm-up).
+
+usage: bench_engine_torch.py [--device cpu|cuda] [--repeats N] [--threads N]
+"""
+import argparse
+import json
+import time
+
+import torch
+
+p = argparse.ArgumentParser()
+p.add_argument("--device", default="cpu")
+p.add_argument("--repeats", type=int, default=5)
+p.add_argument("--threads", type=int, default=0)
+a = p.parse_args()
+if a.threads:
+    torch.set_num_threads(a.threads)
+dev = torch.device(a.device)
+if dev.type == "cuda":  # match refocus: full FP32, no TF32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+
+
+def sync():
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_ms(f, repeats):
+    f()
+    f()
+    t = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        f()
+        sync()
+        t.append((time.perf_counter() - t0) * 1000)
+    return sorted(t)[len(t) // 2]
+
+
+x = torch.randn(4, 64, 256, 256, device=dev, requires_grad=True)
+w = (torch.randn(64, 64, 3, 3, device=dev) * 0.05).requires_grad_()
+b = torch.zeros(64, device=dev, requires_grad=True)
+gy = torch.randn(4, 64, 256, 256, device=dev)
+
+
+def conv():
+    x.grad = w.grad = b.grad = None
+    torch.nn.functional.conv2d(x, w, b, padding=1).backward(gy)
+
+
+print(json.dumps({"name": "conv2d 3x3 64->64 256x256 batch 4, fwd+bwd", "device": a.device,
+                  "ms": round(median_ms(conv, a.repeats), 2)}))
+A = torch.randn(1024, 1024, device=dev, requires_grad=True)
+B = torch.randn(1024, 1024, device=dev, requires_grad=True)
+gc = torch.randn(1024, 1024, device=dev)
+
+
+def gemm():
+    A.grad = B.grad = None
+    (A @ B).backward(gc)
+
+
+print(json.dumps({"name": "GEMM 1024^3, fwd+bwd", "device": a.device, "ms": round(median_ms(gemm, a.repeats * 4), 2)}))
