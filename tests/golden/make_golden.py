@@ -207,6 +207,33 @@ def torch_model_case():
     save_safetensors(os.path.join(HERE, "torch_model_io.safetensors"), {"x": x, "y": y})
 
 
+def metric_cases():
+    """PSNR / SSIM / MAE from scikit-image and NumPy on a few image pairs (float and 8-bit)."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+    from scipy.ndimage import gaussian_filter
+    rng = np.random.RandomState(11)
+    data = {}
+    for k, (c, h, w, noise) in enumerate([(3, 48, 40, 0.05), (3, 33, 57, 0.2), (1, 40, 40, 0.01)]):
+        ref = np.clip(gaussian_filter(rng.uniform(0, 1, (c, h, w)), sigma=(0, 2, 2)) * 2 - 0.5, 0, 1)
+        pred = np.clip(ref + rng.normal(0, noise, ref.shape) + 0.02, 0, 1)
+        if k == 1:  # an 8-bit pair
+            ref, pred = np.round(ref * 255) / 255, np.round(pred * 255) / 255
+        kw = dict(channel_axis=0) if c > 1 else {}
+        r, p_ = (ref, pred) if c > 1 else (ref[0], pred[0])
+        data[f"pair{k}.ref"] = ref.astype(np.float32)
+        data[f"pair{k}.pred"] = pred.astype(np.float32)
+        # the metrics are computed on the float32 values stored above
+        r, p_ = r.astype(np.float32).astype(np.float64), p_.astype(np.float32).astype(np.float64)
+        mse = np.mean((r - p_) ** 2)
+        data[f"pair{k}.psnr_numpy"] = np.array([10 * np.log10(1.0 / mse)], np.float64)
+        data[f"pair{k}.psnr"] = np.array([peak_signal_noise_ratio(r, p_, data_range=1.0)], np.float64)
+        data[f"pair{k}.ssim"] = np.array([structural_similarity(r, p_, data_range=1.0, **kw)], np.float64)
+        data[f"pair{k}.ssim_gaussian"] = np.array([structural_similarity(
+            r, p_, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, **kw)], np.float64)
+        data[f"pair{k}.mae"] = np.array([np.mean(np.abs(r - p_))], np.float64)
+    save_safetensors(os.path.join(HERE, "metrics.safetensors"), data)
+
+
 def make_input(spec, rng):
     _, shape, lo, hi, away = spec
     a = rng.uniform(lo, hi, size=shape).astype(np.float32)
@@ -237,6 +264,7 @@ def main():
     if not only:
         optimizer_cases()
         torch_model_case()
+        metric_cases()
     print(f"wrote {len(CASES) if not only else len(only)} op golden files and the extras to {HERE}")
 
 

@@ -1,0 +1,136 @@
+#include "data/image.h"
+
+#include <stb/stb_image.h>
+#include <stb/stb_image_write.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "engine/fileio.h"
+
+extern "C" unsigned char* stbi_zlib_compress(unsigned char* data, int data_len, int* out_len, int quality);
+
+namespace rf {
+
+ImageInfo image_info(const std::string& path) {
+  RF_CHECK(file_exists(path), path, ": no such file");
+  int w = 0, h = 0, c = 0;
+  RF_CHECK(stbi_info(path.c_str(), &w, &h, &c), path, ": not a readable image (", stbi_failure_reason(), ")");
+  ImageInfo info{w, h, c, stbi_is_16_bit(path.c_str()) ? 16 : 8};
+  return info;
+}
+
+Tensor read_image(const std::string& path, int channels) {
+  RF_CHECK(channels == 1 || channels == 3, "read_image: channels must be 1 or 3");
+  ImageInfo info = image_info(path);
+  if (channels == 1)
+    RF_CHECK(info.channels <= 2, path, ": expected a single-channel map but the file has ", info.channels,
+             " channels");
+  int w = 0, h = 0, c = 0;
+  std::vector<float> planar;
+  auto to_planar = [&](auto* px, float maxv) {
+    RF_CHECK(px, path, ": cannot decode (", stbi_failure_reason(), ")");
+    planar.resize((size_t)channels * w * h);
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x)
+        for (int k = 0; k < channels; ++k) {
+          int src = (c >= 3) ? k : 0;  // gray (and gray+alpha) replicated into RGB
+          planar[((size_t)k * h + y) * w + x] = (float)px[((size_t)y * w + x) * c + src] / maxv;
+        }
+    stbi_image_free(px);
+  };
+  if (info.bits == 16)
+    to_planar(stbi_load_16(path.c_str(), &w, &h, &c, 0), 65535.f);
+  else
+    to_planar(stbi_load(path.c_str(), &w, &h, &c, 0), 255.f);
+  return from_vector(planar, {channels, h, w});
+}
+
+static uint32_t crc32(const unsigned char* p, size_t n, uint32_t crc = 0) {
+  static uint32_t table[256];
+  static bool init = false;
+  if (!init) {
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t v = i;
+      for (int k = 0; k < 8; ++k) v = (v & 1) ? 0xEDB88320u ^ (v >> 1) : v >> 1;
+      table[i] = v;
+    }
+    init = true;
+  }
+  crc = ~crc;
+  for (size_t i = 0; i < n; ++i) crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+  return ~crc;
+}
+
+static void put_be32(std::string& s, uint32_t v) {
+  for (int i = 3; i >= 0; --i) s.push_back((char)((v >> (8 * i)) & 0xff));
+}
+
+static void png_chunk(std::string& out, const char* type, const std::string& data) {
+  put_be32(out, (uint32_t)data.size());
+  std::string body = std::string(type, 4) + data;
+  out += body;
+  put_be32(out, crc32((const unsigned char*)body.data(), body.size()));
+}
+
+// stb_image_write only writes 8-bit PNGs; this is the 16-bit one (big-endian samples, "Up" filter,
+// deflate by stb's zlib compressor).
+static std::string encode_png16(const std::vector<uint16_t>& px, int w, int h, int c) {
+  const size_t row = (size_t)w * c * 2;
+  std::vector<unsigned char> raw((row + 1) * h);
+  for (int y = 0; y < h; ++y) {
+    unsigned char* r = &raw[(row + 1) * y];
+    r[0] = y ? 2 : 0;  // filter: Up (previous row) except for the first row
+    for (size_t i = 0; i < (size_t)w * c; ++i) {
+      uint16_t v = px[(size_t)y * w * c + i], above = y ? px[(size_t)(y - 1) * w * c + i] : 0;
+      unsigned char hi = v >> 8, lo = v & 0xff;
+      r[1 + 2 * i] = (unsigned char)(hi - (y ? (above >> 8) : 0));
+      r[2 + 2 * i] = (unsigned char)(lo - (y ? (above & 0xff) : 0));
+    }
+  }
+  int zlen = 0;
+  unsigned char* z = stbi_zlib_compress(raw.data(), (int)raw.size(), &zlen, 6);
+  RF_CHECK(z, "PNG compression failed");
+  std::string out("\x89PNG\r\n\x1a\n", 8), ihdr;
+  put_be32(ihdr, (uint32_t)w);
+  put_be32(ihdr, (uint32_t)h);
+  ihdr += std::string{(char)16, (char)(c == 3 ? 2 : 0), 0, 0, 0};  // depth 16, RGB or gray
+  png_chunk(out, "IHDR", ihdr);
+  png_chunk(out, "IDAT", std::string((const char*)z, zlen));
+  png_chunk(out, "IEND", "");
+  free(z);
+  return out;
+}
+
+void write_png(const std::string& path, const Tensor& img_in, int bits) {
+  RF_CHECK(bits == 8 || bits == 16, path, ": PNG bit depth must be 8 or 16, got ", bits);
+  Tensor img = img_in.dim() == 4 && img_in.size(0) == 1 ? img_in[0] : img_in;
+  RF_CHECK(img.dim() == 3 && (img.size(0) == 1 || img.size(0) == 3), path, ": expected a [1 or 3, H, W] image, got ",
+           describe(img_in));
+  int c = (int)img.size(0), h = (int)img.size(1), w = (int)img.size(2);
+  std::vector<float> v = img.to_vector();
+  const float maxv = bits == 16 ? 65535.f : 255.f;
+  auto quant = [&](int k, int y, int x) {
+    float f = v[((size_t)k * h + y) * w + x];
+    f = std::isnan(f) ? 0.f : std::fmin(std::fmax(f, 0.f), 1.f);
+    return (uint32_t)std::lround(f * maxv);
+  };
+  if (bits == 8) {
+    std::vector<unsigned char> px((size_t)w * h * c);
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x)
+        for (int k = 0; k < c; ++k) px[((size_t)y * w + x) * c + k] = (unsigned char)quant(k, y, x);
+    write_atomic_with(path, [&](const std::string& tmp) {
+      RF_CHECK(stbi_write_png(tmp.c_str(), w, h, c, px.data(), w * c), path, ": cannot write PNG");
+    });
+  } else {
+    std::vector<uint16_t> px((size_t)w * h * c);
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x)
+        for (int k = 0; k < c; ++k) px[((size_t)y * w + x) * c + k] = (uint16_t)quant(k, y, x);
+    write_file_atomic(path, encode_png16(px, w, h, c));
+  }
+}
+
+}  // namespace rf

@@ -1,0 +1,25 @@
+// Image files <-> tensors. Reading: PNG (8- and 16-bit), JPEG and the other formats stb_image knows,
+// grayscale/RGBA converted to RGB, values scaled to [0, 1]. Writing: PNG, 8- or 16-bit, atomically.
+#pragma once
+#include <string>
+
+#include "engine/tensor.h"
+
+namespace rf {
+
+struct ImageInfo {
+  int64_t width = 0, height = 0, channels = 0;
+  int bits = 8;
+};
+
+// Header only (no decoding); throws naming the file when it is not a readable image.
+ImageInfo image_info(const std::string& path);
+
+// [channels, H, W] float in [0, 1] on the CPU. channels = 3: gray is replicated and alpha dropped;
+// channels = 1: the first channel as stored (for depth and defocus maps; colour files are refused).
+Tensor read_image(const std::string& path, int channels = 3);
+
+// img [C, H, W] (C = 1 or 3) or [1, C, H, W]; values clamped to [0, 1], rounded to 8 or 16 bits.
+void write_png(const std::string& path, const Tensor& img, int bits = 8);
+
+}  // namespace rf

@@ -1,0 +1,141 @@
+#include "train/cli.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <exception>
+
+#include "engine/error.h"
+
+namespace rf {
+
+namespace {
+struct HelpRequested {
+  std::string usage;
+};
+}  // namespace
+
+Args::Args(int argc, char** argv, std::string usage, std::set<std::string> switches) : usage_(std::move(usage)) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") throw HelpRequested{usage_};
+    if (a.rfind("--", 0) == 0) {
+      auto eq = a.find('=');
+      std::string name = a.substr(0, eq);
+      if (eq != std::string::npos) {
+        values_[name] = a.substr(eq + 1);
+      } else if (switches.count(name)) {
+        values_[name] = "1";
+      } else {
+        RF_CHECK(i + 1 < argc, "option ", name, " needs a value\n", usage_);
+        values_[name] = argv[++i];
+      }
+    } else {
+      positional_.push_back(a);
+    }
+  }
+}
+
+bool Args::has(const std::string& name) const {
+  used_.insert(name);
+  return values_.count(name) > 0;
+}
+
+std::string Args::str(const std::string& name, const std::string& fallback) const {
+  used_.insert(name);
+  auto it = values_.find(name);
+  return it == values_.end() ? fallback : it->second;
+}
+
+std::string Args::required(const std::string& name) const {
+  used_.insert(name);
+  auto it = values_.find(name);
+  RF_CHECK(it != values_.end(), "option ", name, " is required\n", usage_);
+  return it->second;
+}
+
+int64_t Args::integer(const std::string& name, int64_t fallback) const {
+  std::string v = str(name, "");
+  if (v.empty()) return fallback;
+  try {
+    size_t used = 0;
+    int64_t x = std::stoll(v, &used);
+    if (used == v.size()) return x;
+  } catch (...) {
+  }
+  throw Error(cat("option ", name, " expects an integer, got '", v, "'"));
+}
+
+double Args::number(const std::string& name, double fallback) const {
+  std::string v = str(name, "");
+  if (v.empty()) return fallback;
+  try {
+    size_t used = 0;
+    double x = std::stod(v, &used);
+    if (used == v.size()) return x;
+  } catch (...) {
+  }
+  throw Error(cat("option ", name, " expects a number, got '", v, "'"));
+}
+
+bool Args::flag(const std::string& name) const {
+  std::string v = str(name, "0");
+  return v == "1" || v == "true" || v == "yes";
+}
+
+void Args::check_all_used() const {
+  for (auto& [k, v] : values_) RF_CHECK(used_.count(k), "unknown option ", k, "\n", usage_);
+}
+
+int run_main(const char* program, const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const HelpRequested& h) {
+    std::printf("%s\n", h.usage.c_str());
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", program, e.what());
+    return 1;
+  }
+}
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string format_duration(double s) {
+  char buf[64];
+  if (s < 60)
+    std::snprintf(buf, sizeof buf, "%.1f s", s);
+  else if (s < 3600)
+    std::snprintf(buf, sizeof buf, "%d min %02d s", (int)s / 60, (int)s % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%d h %02d min", (int)s / 3600, ((int)s % 3600) / 60);
+  return buf;
+}
+
+Progress::Progress(std::string label, int64_t total)
+    : label_(std::move(label)), total_(total), start_(now_seconds()), tty_(isatty(2)) {}
+
+void Progress::update(int64_t done, const std::string& extra) {
+  double t = now_seconds();
+  // On a terminal redraw often; in a log file print a line every 10 s at most.
+  if (done < total_ && last_print_ >= 0 && t - last_print_ < (tty_ ? 0.2 : 10.0)) return;
+  last_print_ = t;
+  double rate = done / std::max(t - start_, 1e-9);
+  std::string eta = done > 0 && done < total_ ? ", ETA " + format_duration((total_ - done) / rate) : "";
+  std::fprintf(stderr, "%s%s %lld/%lld (%d%%), %.2f /s%s%s%s", tty_ ? "\r" : "", label_.c_str(), (long long)done,
+               (long long)total_, total_ ? (int)(100 * done / total_) : 100, rate, eta.c_str(),
+               extra.empty() ? "" : ", ", extra.c_str());
+  std::fprintf(stderr, tty_ ? "\033[K" : "\n");
+  std::fflush(stderr);
+}
+
+void Progress::finish(const std::string& extra) {
+  last_print_ = -1;
+  update(total_, extra);
+  std::fprintf(stderr, "%s  done in %s\n", tty_ ? "" : label_.c_str(), format_duration(now_seconds() - start_).c_str());
+}
+
+}  // namespace rf

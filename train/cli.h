@@ -1,0 +1,57 @@
+// Command-line plumbing shared by the programs in train/cmd/: a small flag parser and a main() wrapper
+// that turns any error into one sentence on stderr and a non-zero exit.
+#pragma once
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace rf {
+
+class Args {
+ public:
+  // `usage` is printed for --help and after a usage error. Flags are "--name value" or "--name=value";
+  // names listed in `switches` take no value.
+  Args(int argc, char** argv, std::string usage, std::set<std::string> switches = {});
+  std::string str(const std::string& name, const std::string& fallback) const;
+  std::string required(const std::string& name) const;
+  int64_t integer(const std::string& name, int64_t fallback) const;
+  double number(const std::string& name, double fallback) const;
+  bool flag(const std::string& name) const;
+  bool has(const std::string& name) const;
+  const std::vector<std::string>& positional() const { return positional_; }
+  // Throws naming the first flag that was given but never asked for (a typo is an error, not a no-op).
+  void check_all_used() const;
+  const std::string& usage() const { return usage_; }
+
+ private:
+  std::string usage_;
+  std::map<std::string, std::string> values_;
+  std::vector<std::string> positional_;
+  mutable std::set<std::string> used_;
+};
+
+// Runs body; on error prints "<program>: <message>" and returns 1. --help prints the usage and returns 0.
+int run_main(const char* program, const std::function<int()>& body);
+
+// "12.3 s", "4 min 05 s", ...
+std::string format_duration(double seconds);
+
+// A progress line on stderr: "label 37/100 (37%), 2.1 /s, ETA 30 s", redrawn in place on a terminal.
+class Progress {
+ public:
+  Progress(std::string label, int64_t total);
+  void update(int64_t done, const std::string& extra = "");
+  void finish(const std::string& extra = "");
+
+ private:
+  std::string label_;
+  int64_t total_;
+  double start_, last_print_ = -1;
+  bool tty_;
+};
+
+double now_seconds();
+
+}  // namespace rf
