@@ -234,6 +234,56 @@ def metric_cases():
     save_safetensors(os.path.join(HERE, "metrics.safetensors"), data)
 
 
+LPIPS_SHAPES = [("net.slice1.0", 64, 3, 11), ("net.slice2.3", 192, 64, 5), ("net.slice3.6", 384, 192, 3),
+                ("net.slice4.8", 256, 384, 3), ("net.slice5.10", 256, 256, 3)]
+
+
+def lpips_formula_weights():
+    """LPIPS-AlexNet weights from a formula that tests/test_eval.cpp evaluates too (the real weights are 10 MB
+    and cannot be downloaded here): tensor t, element i -> value."""
+    w = {}
+    t = 0
+    for name, co, ci, k in LPIPS_SHAPES:
+        i = np.arange(co * ci * k * k, dtype=np.float64)
+        w[name + ".weight"] = (0.05 * np.sin(0.37 * i + 1.3 * t)).reshape(co, ci, k, k)
+        w[name + ".bias"] = 0.01 * np.cos(0.5 * np.arange(co) + t)
+        t += 1
+    for j, (_, co, _, _) in enumerate(LPIPS_SHAPES):
+        w[f"lin{j}.model.1.weight"] = (0.1 * (1.2 + np.sin(0.11 * np.arange(co) + j))).reshape(1, co, 1, 1)
+    return w
+
+
+def lpips_case():
+    """LPIPS (AlexNet) as the lpips package computes it, with formula weights."""
+    from scipy.ndimage import gaussian_filter
+    w = {k: torch.tensor(v) for k, v in lpips_formula_weights().items()}
+    rng = np.random.RandomState(21)
+    a = np.clip(gaussian_filter(rng.uniform(0, 1, (2, 3, 64, 64)), sigma=(0, 0, 1.5, 1.5)) * 2 - 0.5, 0, 1)
+    b = np.clip(a + rng.normal(0, 0.08, a.shape), 0, 1)
+    a, b = a.astype(np.float32), b.astype(np.float32)
+    shift = torch.tensor([-.030, -.088, -.188], dtype=torch.float64).view(1, 3, 1, 1)
+    scale = torch.tensor([.458, .448, .450], dtype=torch.float64).view(1, 3, 1, 1)
+
+    def feats(x):
+        x = (2 * x - 1 - shift) / scale
+        out = []
+        for j, (name, _, _, k) in enumerate(LPIPS_SHAPES):
+            if j in (1, 2):
+                x = F.max_pool2d(x, 3, 2)
+            stride, pad = (4, 2) if j == 0 else (1, k // 2)
+            x = torch.relu(F.conv2d(x, w[name + ".weight"], w[name + ".bias"], stride=stride, padding=pad))
+            out.append(x)
+        return out
+
+    fa, fb = feats(torch.tensor(a, dtype=torch.float64)), feats(torch.tensor(b, dtype=torch.float64))
+    total = 0
+    for j in range(5):
+        na = fa[j] / (torch.sqrt((fa[j] ** 2).sum(1, keepdim=True)) + 1e-10)
+        nb = fb[j] / (torch.sqrt((fb[j] ** 2).sum(1, keepdim=True)) + 1e-10)
+        total = total + F.conv2d((na - nb) ** 2, w[f"lin{j}.model.1.weight"]).mean(dim=(1, 2, 3))
+    save_safetensors(os.path.join(HERE, "lpips.safetensors"), {"a": a, "b": b, "distance": total.numpy()})
+
+
 def make_input(spec, rng):
     _, shape, lo, hi, away = spec
     a = rng.uniform(lo, hi, size=shape).astype(np.float32)
@@ -265,6 +315,7 @@ def main():
         optimizer_cases()
         torch_model_case()
         metric_cases()
+        lpips_case()
     print(f"wrote {len(CASES) if not only else len(only)} op golden files and the extras to {HERE}")
 
 
