@@ -138,3 +138,29 @@ TEST_CASE("evaluate --align recovers a gain and a shift") {
 }
 
 }  // TEST_SUITE
+
+#include "train/losses.h"
+
+TEST_SUITE("losses") {
+
+TEST_CASE("the differentiable SSIM equals the Gaussian SSIM metric and has correct gradients") {
+  SafeTensors st = load_safetensors(std::string(REFOCUS_SOURCE_DIR) + "/tests/golden/metrics.safetensors");
+  for (int k = 0; k < 3; ++k) {
+    Tensor ref = st.tensors["pair" + std::to_string(k) + ".ref"], pred = st.tensors["pair" + std::to_string(k) + ".pred"];
+    CHECK(std::fabs(ssim_index(pred, ref).item() - st.tensors["pair" + std::to_string(k) + ".ssim_gaussian"].item()) < 1e-5);
+  }
+  Tensor a = uniform_input({2, 16, 18}, 0, 1, 1), b = uniform_input({2, 16, 18}, 0, 1, 2);
+  check_gradients("ssim_index", [](auto& x) { return ssim_index(x[0], x[1]); }, {a, b});
+  check_cuda_parity("ssim_index", [](auto& x) { return ssim_index(x[0], x[1]); }, {a, b});
+}
+
+TEST_CASE("pixel and frequency losses") {
+  Tensor a = uniform_input({2, 3, 8, 8}, 0, 1, 3), b = uniform_input({2, 3, 8, 8}, 0, 1, 4);
+  CHECK(mse_loss(a, b).item() == doctest::Approx(mean(square(a - b)).item()));
+  CHECK(charbonnier_loss(a, a).item() == doctest::Approx(1e-3));
+  // eps = 0.1: with 1e-3 the loss curves too sharply near zero for a 1e-2 finite-difference step
+  check_gradients("charbonnier", [](auto& x) { return charbonnier_loss(x[0], x[1], 0.1f); }, {a, b});
+  check_gradients("fft_l1", [](auto& x) { return fft_l1_loss(x[0], x[1]); }, {a, b});
+}
+
+}  // TEST_SUITE

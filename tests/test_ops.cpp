@@ -2,6 +2,7 @@
 // parity, all on the inputs stored in the golden file.
 #include "engine/fileio.h"
 #include "engine/safetensors.h"
+#include "ops/separable.h"
 #include "tests/harness.h"
 
 using namespace rf;
@@ -142,6 +143,12 @@ TEST_CASE("normalisation") {
     Tensor rm = x[3].detach(), rv = x[4].detach();
     return batch_norm(x[0], rm, rv, x[1], x[2], false);
   }, eval);
+}
+
+TEST_CASE("separable filtering") {
+  op_checks("separable_filter", [](auto& x) {
+    return separable_filter(x[0], {0.1f, 0.2f, 0.4f, 0.2f, 0.1f}, {0.2f, 0.5f, 0.3f});
+  });
 }
 
 TEST_CASE("fft2") {

@@ -122,6 +122,14 @@ case("batch_norm_train", [U([4, 3, 5, 6]), U([3]), U([3])])(
 case("batch_norm_eval", [U([4, 3, 5, 6]), U([3], 0.5, 1.5), U([3]), U([3]), U([3], 0.5, 2.0)], grads=[0, 1, 2])(
     lambda x, w, b, rm, rv: F.batch_norm(x, rm, rv, w, b, training=False, eps=1e-5))
 
+# --- separable filtering (the taps are repeated in tests/test_ops.cpp) ------------------------------------
+SEP_KH = [0.1, 0.2, 0.4, 0.2, 0.1]
+SEP_KW = [0.2, 0.5, 0.3]
+case("separable_filter", [U([2, 3, 12, 14])])(
+    lambda x: F.conv2d(x.reshape(6, 1, 12, 14),
+                       torch.outer(torch.tensor(SEP_KH, dtype=x.dtype), torch.tensor(SEP_KW, dtype=x.dtype))[None, None])
+    .reshape(2, 3, 8, 12))
+
 # --- frequency ------------------------------------------------------------------------------------------
 case("fft2", [U([2, 3, 8, 16])])(lambda x: torch.view_as_real(torch.fft.fft2(x)).contiguous())
 case("fft2_odd", [U([1, 2, 6, 5])])(lambda x: torch.view_as_real(torch.fft.fft2(x)).contiguous())
