@@ -26,6 +26,12 @@ Optimizer::Optimizer(NamedTensors params, float lr) : params_(std::move(params))
   slots_.resize(params_.size());
 }
 
+void Optimizer::set_lr_scale(size_t param, float scale) {
+  RF_CHECK(param < params_.size(), "set_lr_scale: parameter ", param, " of ", params_.size());
+  if (lr_scale_.size() < params_.size()) lr_scale_.resize(params_.size(), 1.f);
+  lr_scale_[param] = scale;
+}
+
 void Optimizer::zero_grad() {
   for (auto& [n, p] : params_) {
     Tensor h = p;
@@ -80,10 +86,10 @@ void SGD::step() {
     if (!g.defined()) continue;
     float* buf = o_.momentum != 0.f ? slot(i, 0).data() : nullptr;
     if (p.is_cuda())
-      RF_GPU(gpu::sgd_update(p.data(), g.data(), buf, p.numel(), lr_, o_.momentum, o_.dampening, o_.weight_decay,
+      RF_GPU(gpu::sgd_update(p.data(), g.data(), buf, p.numel(), lr_for(i), o_.momentum, o_.dampening, o_.weight_decay,
                              o_.nesterov, first));
     else
-      cpu::sgd_update(p.data(), g.data(), buf, p.numel(), lr_, o_.momentum, o_.dampening, o_.weight_decay, o_.nesterov,
+      cpu::sgd_update(p.data(), g.data(), buf, p.numel(), lr_for(i), o_.momentum, o_.dampening, o_.weight_decay, o_.nesterov,
                       first);
   }
   step_++;
@@ -103,10 +109,10 @@ void Adam::step() {
     float* m = slot(i, 0).data();
     float* v = slot(i, 1).data();
     if (p.is_cuda())
-      RF_GPU(gpu::adam_update(p.data(), g.data(), m, v, p.numel(), lr_, o_.beta1, o_.beta2, o_.eps, o_.weight_decay,
+      RF_GPU(gpu::adam_update(p.data(), g.data(), m, v, p.numel(), lr_for(i), o_.beta1, o_.beta2, o_.eps, o_.weight_decay,
                               decoupled_, bc1, bc2));
     else
-      cpu::adam_update(p.data(), g.data(), m, v, p.numel(), lr_, o_.beta1, o_.beta2, o_.eps, o_.weight_decay, decoupled_,
+      cpu::adam_update(p.data(), g.data(), m, v, p.numel(), lr_for(i), o_.beta1, o_.beta2, o_.eps, o_.weight_decay, decoupled_,
                        bc1, bc2);
   }
 }

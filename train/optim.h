@@ -16,6 +16,8 @@ class Optimizer {
   float lr() const { return lr_; }
   void set_lr(float lr) { lr_ = lr; }
   int64_t steps() const { return step_; }
+  // Per-parameter learning-rate multiplier (parameter groups): parameter i steps with lr() * scale.
+  void set_lr_scale(size_t param, float scale);
   // Optimizer state as named tensors "<param>.<slot>" plus the step, written atomically to safetensors;
   // load() checks that the file belongs to the same parameters.
   void save(const std::string& path) const;
@@ -25,8 +27,10 @@ class Optimizer {
   virtual const char* kind() const = 0;
   virtual std::vector<std::string> slot_names() const = 0;
   Tensor& slot(size_t param, size_t s);  // zero-initialised on first use
+  float lr_for(size_t i) const { return lr_ * (i < lr_scale_.size() ? lr_scale_[i] : 1.f); }
   NamedTensors params_;
   std::vector<std::vector<Tensor>> slots_;
+  std::vector<float> lr_scale_;
   float lr_;
   int64_t step_ = 0;
 };
