@@ -1,0 +1,131 @@
+#include "ops/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "ops/attention_impl.h"
+#include "ops/dispatch.h"
+
+namespace rf {
+
+namespace cpu {
+
+// Online softmax, one query at a time: running max m, running sum l, running weighted sum acc.
+void attention_forward(const AttentionGeometry& g, const float* q, const float* k, const float* v, float* out,
+                       float* lse) {
+  const int64_t n = g.n, d = g.d;
+#pragma omp parallel for schedule(static) if (g.bh * n > 64)
+  for (int64_t r = 0; r < g.bh * n; ++r) {
+    const int64_t b = r / n, i = r % n, j0 = i / g.window * g.window, j1 = std::min(n, j0 + g.window);
+    const float* qi = q + r * d;
+    const float* kb = k + b * n * d;
+    const float* vb = v + b * n * d;
+    float acc[64] = {0};
+    float m = -INFINITY, l = 0.f;
+    for (int64_t j = j0; j < j1; ++j) {
+      float s = 0.f;
+      for (int64_t c = 0; c < d; ++c) s += qi[c] * kb[j * d + c];
+      s *= g.scale;
+      float m_new = std::max(m, s), corr = std::exp(m - m_new), p = std::exp(s - m_new);
+      l = l * corr + p;
+      for (int64_t c = 0; c < d; ++c) acc[c] = acc[c] * corr + p * vb[j * d + c];
+      m = m_new;
+    }
+    for (int64_t c = 0; c < d; ++c) out[r * d + c] = acc[c] / l;
+    lse[r] = m + std::log(l);
+  }
+}
+
+// P_ij = exp(s_ij - lse_i) recomputed; dS_ij = P_ij (dO_i . v_j - dO_i . O_i). One pass per query for dQ,
+// one per key for dK and dV: every output has a single writer (no races, a fixed order).
+void attention_backward(const AttentionGeometry& g, const float* q, const float* k, const float* v, const float* out,
+                        const float* lse, const float* go, float* gq, float* gk, float* gv) {
+  const int64_t n = g.n, d = g.d;
+  std::vector<float> delta(g.bh * n);
+#pragma omp parallel for if (g.bh * n > 256)
+  for (int64_t r = 0; r < g.bh * n; ++r) {
+    float s = 0.f;
+    for (int64_t c = 0; c < d; ++c) s += go[r * d + c] * out[r * d + c];
+    delta[r] = s;
+  }
+  auto score = [&](int64_t b, int64_t i, int64_t j) {
+    const float* qi = q + (b * n + i) * d;
+    const float* kj = k + (b * n + j) * d;
+    float s = 0.f;
+    for (int64_t c = 0; c < d; ++c) s += qi[c] * kj[c];
+    return s * g.scale;
+  };
+  auto dot_go_v = [&](int64_t b, int64_t i, int64_t j) {
+    float s = 0.f;
+    for (int64_t c = 0; c < d; ++c) s += go[(b * n + i) * d + c] * v[(b * n + j) * d + c];
+    return s;
+  };
+#pragma omp parallel for schedule(static) if (g.bh * n > 64)
+  for (int64_t r = 0; r < g.bh * n; ++r) {  // dQ
+    const int64_t b = r / n, i = r % n, j0 = i / g.window * g.window, j1 = std::min(n, j0 + g.window);
+    float acc[64] = {0};
+    for (int64_t j = j0; j < j1; ++j) {
+      float p = std::exp(score(b, i, j) - lse[r]);
+      float ds = p * (dot_go_v(b, i, j) - delta[r]);
+      for (int64_t c = 0; c < d; ++c) acc[c] += ds * k[(b * n + j) * d + c];
+    }
+    for (int64_t c = 0; c < d; ++c) gq[r * d + c] = acc[c] * g.scale;
+  }
+#pragma omp parallel for schedule(static) if (g.bh * n > 64)
+  for (int64_t r = 0; r < g.bh * n; ++r) {  // dK, dV: the queries that see key j are those of its window
+    const int64_t b = r / n, j = r % n, i0 = j / g.window * g.window, i1 = std::min(n, i0 + g.window);
+    float ak[64] = {0}, av[64] = {0};
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t ri = b * n + i;
+      float p = std::exp(score(b, i, j) - lse[ri]);
+      float ds = p * (dot_go_v(b, i, j) - delta[ri]);
+      for (int64_t c = 0; c < d; ++c) {
+        av[c] += p * go[ri * d + c];
+        ak[c] += ds * q[ri * d + c];
+      }
+    }
+    for (int64_t c = 0; c < d; ++c) {
+      gk[r * d + c] = ak[c] * g.scale;
+      gv[r * d + c] = av[c];
+    }
+  }
+}
+
+}  // namespace cpu
+
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t window) {
+  Device dev = same_device("attention", {q, k, v});
+  RF_CHECK(q.dim() == 4 && q.shape() == k.shape() && q.shape() == v.shape(),
+           "attention: q, k and v must share one [B, H, N, D] shape, got ", q.shape(), ", ", k.shape(), ", ", v.shape());
+  const int64_t n = q.size(2), d = q.size(3);
+  RF_CHECK(d >= 1 && d <= 64, "attention: head dimension ", d, " is not in 1..64");
+  RF_CHECK(window >= 0, "attention: negative window");
+  AttentionGeometry g{q.size(0) * q.size(1), n, d, window == 0 || window > n ? n : window, 1.f / std::sqrt((float)d)};
+  Tensor out = empty_like(q), lse = empty({g.bh, n}, dev);
+  if (n > 0) {
+    if (dev == Device::CUDA)
+      RF_GPU(gpu::attention_forward(g, q.data(), k.data(), v.data(), out.data(), lse.data()));
+    else
+      cpu::attention_forward(g, q.data(), k.data(), v.data(), out.data(), lse.data());
+  }
+  if (needs_grad({q, k, v})) {
+    Tensor os = out.detach();
+    record(out, "attention", {q, k, v}, [g, q, k, v, os, lse](const Tensor& go) {
+      Tensor gq = empty_like(q), gk = empty_like(k), gv = empty_like(v);
+      if (g.n > 0) {
+        if (go.is_cuda())
+          RF_GPU(gpu::attention_backward(g, q.data(), k.data(), v.data(), os.data(), lse.data(), go.data(), gq.data(),
+                                         gk.data(), gv.data()));
+        else
+          cpu::attention_backward(g, q.data(), k.data(), v.data(), os.data(), lse.data(), go.data(), gq.data(),
+                                  gk.data(), gv.data());
+      }
+      return std::vector<Tensor>{gq, gk, gv};
+    });
+  }
+  return out;
+}
+
+}  // namespace rf
