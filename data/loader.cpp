@@ -138,6 +138,14 @@ static void crop_transform(const Tensor& src, float* dst, int64_t top, int64_t l
     }
 }
 
+Tensor crop_square(const Tensor& img, int64_t top, int64_t left, int64_t size, int k, bool flip_x, bool flip_y) {
+  RF_CHECK(img.dim() == 3 && top >= 0 && left >= 0 && top + size <= img.size(1) && left + size <= img.size(2),
+           "crop_square: the crop ", size, "x", size, " at (", top, ", ", left, ") leaves ", describe(img));
+  Tensor src = img.cpu(), o = empty({img.size(0), size, size});
+  crop_transform(src, o.data(), top, left, size, k, flip_x, flip_y);
+  return o;
+}
+
 Batch TrainLoader::make_batch(int64_t step) {
   const int64_t n = (int64_t)ds_.samples.size(), B = o_.batch;
   Batch out;
@@ -167,12 +175,7 @@ Batch TrainLoader::make_batch(int64_t step) {
     int64_t top = crop > 0 ? g.randint(h - crop + 1) : 0, left = crop > 0 ? g.randint(w - crop + 1) : 0;
     int k = o_.augment && crop > 0 ? (int)g.randint(4) : 0;
     bool fx = o_.augment && g.uniform() < 0.5f, fy = o_.augment && g.uniform() < 0.5f;
-    auto take = [&](const Tensor& t) {
-      if (crop <= 0) return t.clone();
-      Tensor o = empty({t.size(0), crop, crop});
-      crop_transform(t, o.data(), top, left, crop, k, fx, fy);
-      return o;
-    };
+    auto take = [&](const Tensor& t) { return crop <= 0 ? t.clone() : crop_square(t, top, left, crop, k, fx, fy); };
     ins.push_back(take(s.input));
     tgts.push_back(take(s.target));
     if (o_.with_depth) deps.push_back(take(s.depth));

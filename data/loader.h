@@ -22,6 +22,10 @@ struct LoadedSample {
 
 LoadedSample load_sample(const Dataset& ds, size_t index);
 
+// The square crop [top, top + size) x [left, left + size) of img [C, H, W], rotated by k quarter turns and
+// then flipped: output pixel (y, x) shows crop pixel T(y, x) (see loader.cpp). The training augmentation.
+Tensor crop_square(const Tensor& img, int64_t top, int64_t left, int64_t size, int k, bool flip_x, bool flip_y);
+
 struct LoaderOptions {
   int64_t batch = 4;
   int64_t crop = 256;      // square crops; 0 = whole images (all must then share one size)

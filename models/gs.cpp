@@ -1,8 +1,11 @@
 #include "models/gs.h"
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "engine/safetensors.h"
+#include "ops/attention.h"
 #include "ops/ops.h"
 #include "train/cli.h"
 #include "train/losses.h"
@@ -12,6 +15,20 @@
 namespace rf {
 
 constexpr float kMinScale = 0.1f;  // px; the deblurrer's lower bound (Eq. 7)
+
+namespace {
+// Centres of the cell grid covering an h x w image, [gh * gw, 2] in pixels (row-major cells).
+Tensor cell_centres(int64_t h, int64_t w, int64_t cell, Device d) {
+  const int64_t gh = (h + cell - 1) / cell, gw = (w + cell - 1) / cell;
+  std::vector<float> m(2 * gh * gw);
+  for (int64_t j = 0; j < gh; ++j)
+    for (int64_t i = 0; i < gw; ++i) {
+      m[2 * (j * gw + i)] = std::fmin(((float)i + 0.5f) * (float)cell, (float)w - 0.5f);
+      m[2 * (j * gw + i) + 1] = std::fmin(((float)j + 0.5f) * (float)cell, (float)h - 0.5f);
+    }
+  return from_vector(m, {gh * gw, 2}, d);
+}
+}  // namespace
 
 Blobs FitParams::blobs() const {
   return Blobs{means, theta, exp(log_scales) + kMinScale, colors, sigmoid(opacity_logit)};
@@ -37,14 +54,8 @@ FitParams analytic_init(const Tensor& image, int64_t cell) {
   const float coverage = 2.f * 3.14159265f * s * s / (float)(cell * cell);  // sum of the grid's Gaussians at a pixel
   FitParams p;
   p.colors = (permute(cell_mean, {1, 2, 0}).reshape({gh * gw, 3}) / (o * coverage)).detach();
-  std::vector<float> m(2 * gh * gw);
-  for (int64_t j = 0; j < gh; ++j)
-    for (int64_t i = 0; i < gw; ++i) {
-      m[2 * (j * gw + i)] = std::fmin(((float)i + 0.5f) * (float)cell, (float)w - 0.5f);
-      m[2 * (j * gw + i) + 1] = std::fmin(((float)j + 0.5f) * (float)cell, (float)h - 0.5f);
-    }
   const int64_t n = gh * gw;
-  p.means = from_vector(m, {n, 2}, d);
+  p.means = cell_centres(h, w, cell, d);
   p.theta = zeros({n}, d);
   p.log_scales = full({n, 2}, std::log(s - kMinScale), d);
   p.opacity_logit = full({n}, std::log(o / (1.f - o)), d);
@@ -121,6 +132,264 @@ FitResult fit_blobs(const Tensor& image, const Tensor& depth, FitParams p, const
   }
   res.params = p;
   return res;
+}
+
+// --- configuration -------------------------------------------------------------------------------------
+nlohmann::json GsConfig::to_json() const {
+  return {{"cell", cell},         {"use_depth", use_depth},           {"init_width", init_width},
+          {"dim", dim},           {"heads", heads},                   {"blocks", blocks},
+          {"ffn_mult", ffn_mult}, {"window", window},                 {"max_full_tokens", max_full_tokens},
+          {"window_beyond", window_beyond}, {"fit_iters", fit_iters}};
+}
+
+GsConfig GsConfig::from_json(const nlohmann::json& j) {
+  GsConfig c;
+  auto get = [&](const char* k, auto& v) {
+    if (j.contains(k)) v = j.at(k).get<std::decay_t<decltype(v)>>();
+  };
+  get("cell", c.cell);
+  get("use_depth", c.use_depth);
+  get("init_width", c.init_width);
+  get("dim", c.dim);
+  get("heads", c.heads);
+  get("blocks", c.blocks);
+  get("ffn_mult", c.ffn_mult);
+  get("window", c.window);
+  get("max_full_tokens", c.max_full_tokens);
+  get("window_beyond", c.window_beyond);
+  get("fit_iters", c.fit_iters);
+  RF_CHECK(c.dim % c.heads == 0 && c.dim / c.heads <= 64, "gs config: dim ", c.dim, " must split into ", c.heads,
+           " heads of at most 64");
+  return c;
+}
+
+// --- initializer ------------------------------------------------------------------------------------------
+namespace {
+std::shared_ptr<Sequential> conv_relu_stack(std::vector<std::array<int64_t, 3>> layers) {  // {in, out, stride}
+  auto s = std::make_shared<Sequential>();
+  for (auto [in, out, stride] : layers) {
+    s->push_back(std::make_shared<Conv2d>(in, out, 3, ConvOptions::make(stride, 1)));
+    s->push_back(std::make_shared<Activation>(Act::ReLU));
+  }
+  return s;
+}
+
+}  // namespace
+
+GsInitializer::GsInitializer(const GsConfig& c) : cfg_(c) {
+  RF_CHECK(c.cell == 2, "the gs initializer predicts one blob per 2x2 cell (config cell = ", c.cell, ")");
+  const int64_t w = c.init_width, in = c.use_depth ? 4 : 3;
+  enc1_ = register_module("enc1", conv_relu_stack({{in, w, 1}, {w, w, 1}}));             // H
+  down1_ = register_module("down1", conv_relu_stack({{w, 2 * w, 2}, {2 * w, 2 * w, 1}}));  // H/2
+  down2_ = register_module("down2", conv_relu_stack({{2 * w, 4 * w, 2}, {4 * w, 4 * w, 1}}));  // H/4
+  up_ = register_module("up", conv_relu_stack({{4 * w, 2 * w, 1}}));                     // after x2 upsampling
+  merge_ = register_module("merge", conv_relu_stack({{4 * w, 2 * w, 1}, {2 * w, 2 * w, 1}}));  // [up, down1]
+  head_ = register_module("head", std::make_shared<Conv2d>(2 * w, 9, 1));
+  // Start from small, faint blobs at the cell centres: offset 0, s = 0.5 px, theta 0, grey, opacity 0.2.
+  head_->weight.fill_(0.f);
+  head_->bias.copy_(from_vector({0, 0, std::log(0.4f), std::log(0.4f), 0, 0, 0, 0, std::log(0.2f / 0.8f)}, {9}));
+}
+
+FitParams GsInitializer::forward(const Tensor& image, const Tensor& depth_norm) {
+  const int64_t h = image.size(1), w = image.size(2), gh = (h + 1) / 2, gw = (w + 1) / 2;
+  Tensor x = image;
+  if (cfg_.use_depth) {
+    RF_CHECK(depth_norm.defined(), "the gs initializer was configured with depth, but none was given");
+    x = concat({image, depth_norm}, 0);
+  }
+  const int64_t ph = (4 - h % 4) % 4, pw = (4 - w % 4) % 4;  // two stride-2 levels
+  x = unsqueeze(pad2d(x, 0, pw, 0, ph, PadMode::Replicate), 0);
+  Tensor e1 = enc1_->forward(x), d1 = down1_->forward(e1), d2 = down2_->forward(d1);
+  Tensor u = up_->forward(upsample_nearest(d2, d1.size(2), d1.size(3)));
+  Tensor raw = head_->forward(merge_->forward(concat({u, d1}, 1)));
+  raw = slice(slice(raw[0], 1, 0, gh), 2, 0, gw);                 // [9, gh, gw]
+  Tensor t = permute(raw, {1, 2, 0}).reshape({gh * gw, 9});       // one row per blob
+  auto col = [&](int64_t a, int64_t b) { return slice(t, 1, a, b); };
+  FitParams p;
+  p.means = cell_centres(h, w, 2, image.device()) + tanh(col(0, 2));  // within one pixel of the centre
+  p.log_scales = col(2, 4);
+  p.theta = col(4, 5).reshape({gh * gw});
+  p.colors = sigmoid(col(5, 8));
+  p.opacity_logit = col(8, 9).reshape({gh * gw});
+  return p;
+}
+
+// --- blob deblurrer -------------------------------------------------------------------------------------------
+BlobDeblurrer::BlobDeblurrer(const GsConfig& c) : cfg_(c) {
+  embed_ = register_module("embed", std::make_shared<Linear>(kTokenFeatures, c.dim));
+  for (int64_t i = 0; i < c.blocks; ++i) {
+    auto blk = register_module("blocks." + std::to_string(i), std::make_shared<Sequential>());
+    Block b;
+    b.ln1 = std::make_shared<LayerNorm>(c.dim);
+    b.qkv = std::make_shared<Linear>(c.dim, 3 * c.dim);
+    b.proj = std::make_shared<Linear>(c.dim, c.dim);
+    b.ln2 = std::make_shared<LayerNorm>(c.dim);
+    b.fc1 = std::make_shared<Linear>(c.dim, c.ffn_mult * c.dim);
+    b.fc2 = std::make_shared<Linear>(c.ffn_mult * c.dim, c.dim);
+    for (auto m : std::vector<std::shared_ptr<UnaryModule>>{b.ln1, b.qkv, b.proj, b.ln2, b.fc1, b.fc2}) blk->push_back(m);
+    blocks_.push_back(b);
+  }
+  ln_out_ = register_module("ln_out", std::make_shared<LayerNorm>(c.dim));
+  head_ = register_module("head", std::make_shared<Linear>(c.dim, 4));
+  head_->weight.fill_(0.f);
+  head_->bias.copy_(from_vector({0.f, 1e-3f, 1e-3f, 0.f}, {4}));
+}
+
+// Morton (Z-order) index of each blob centre: neighbours in the order are neighbours in the image.
+static std::vector<int64_t> morton_order(const Tensor& means, int64_t h, int64_t w) {
+  auto m = means.to_vector();
+  const int64_t n = means.size(0);
+  std::vector<std::pair<uint64_t, int64_t>> keys(n);
+  auto spread = [](uint32_t v) {
+    uint64_t x = v;
+    x = (x | (x << 16)) & 0x0000FFFF0000FFFFull;
+    x = (x | (x << 8)) & 0x00FF00FF00FF00FFull;
+    x = (x | (x << 4)) & 0x0F0F0F0F0F0F0F0Full;
+    x = (x | (x << 2)) & 0x3333333333333333ull;
+    x = (x | (x << 1)) & 0x5555555555555555ull;
+    return x;
+  };
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t qx = (uint32_t)(std::fmin(std::fmax(m[2 * i] / (float)w, 0.f), 1.f) * 65535.f);
+    uint32_t qy = (uint32_t)(std::fmin(std::fmax(m[2 * i + 1] / (float)h, 0.f), 1.f) * 65535.f);
+    keys[i] = {spread(qx) | (spread(qy) << 1), i};
+  }
+  std::sort(keys.begin(), keys.end());
+  std::vector<int64_t> order(n);
+  for (int64_t i = 0; i < n; ++i) order[i] = keys[i].second;
+  return order;
+}
+
+Blobs BlobDeblurrer::forward(const Blobs& b, const Tensor& d2, const Tensor& d1, const Tensor& log_k, int64_t h,
+                             int64_t w) {
+  const int64_t n = b.size();
+  const Device dev = b.means.device();
+  // Token features (37): position and its Fourier encoding, orientation (mod pi), log-scales, colour,
+  // opacity, depth at the centre, image-level d1 and log K (zeros without depth).
+  Tensor un = b.means / from_vector({(float)w, (float)h}, {1, 2}, dev);
+  std::vector<Tensor> f = {un};
+  for (int k = 0; k < 6; ++k) {
+    Tensor a = un * (3.14159265f * (float)(1 << k));
+    f.push_back(sin(a));
+    f.push_back(cos(a));
+  }
+  Tensor th = b.theta.reshape({n, 1});
+  f.push_back(sin(th * 2.f));
+  f.push_back(cos(th * 2.f));
+  f.push_back(log(b.scales));
+  f.push_back(b.colors);
+  f.push_back(b.opacity.reshape({n, 1}));
+  Tensor zero = zeros({n, 1}, dev);
+  f.push_back(d2.defined() ? d2.reshape({n, 1}) : zero);
+  f.push_back(d1.defined() ? expand(d1.reshape({1, 1}), {n, 1}) : zero);
+  f.push_back(log_k.defined() ? expand(log_k.reshape({1, 1}), {n, 1}) : zero);
+  Tensor tokens = concat(f, 1);
+
+  std::vector<int64_t> order = morton_order(b.means, h, w), inverse(n);
+  for (int64_t i = 0; i < n; ++i) inverse[order[i]] = i;
+  const int64_t heads = cfg_.heads, hd = cfg_.dim / heads, window = cfg_.window_for(n);
+  Tensor x = embed_->forward(gather_rows(tokens, order));  // [N, dim], blobs in Z-order
+  for (Block& blk : blocks_) {
+    Tensor qkv = blk.qkv->forward(blk.ln1->forward(x)).reshape({n, 3, heads, hd});
+    qkv = permute(qkv, {1, 2, 0, 3});  // [3, heads, N, hd]
+    auto part = [&](int64_t i) { return qkv[i].reshape({1, heads, n, hd}); };
+    Tensor att = attention(part(0), part(1), part(2), window);                 // [1, heads, N, hd]
+    att = permute(att.reshape({heads, n, hd}), {1, 0, 2}).reshape({n, heads * hd});
+    x = x + blk.proj->forward(att);
+    x = x + blk.fc2->forward(gelu(blk.fc1->forward(blk.ln2->forward(x))));
+  }
+  Tensor out = gather_rows(head_->forward(ln_out_->forward(x)), inverse);  // [N, 4], original order
+  // Eq. 5-8.
+  Tensor dphi = clamp(slice(out, 1, 0, 1).reshape({n}), 0.f, 3.14159265f);
+  Tensor ds = relu(slice(out, 1, 1, 3));
+  Tensor dop = slice(out, 1, 3, 4).reshape({n});
+  return Blobs{b.means, b.theta + dphi, clamp(b.scales - ds, kMinScale, 1e30f), b.colors,
+               clamp(b.opacity + dop, 0.f, 1.f)};
+}
+
+GsModel::GsModel(const GsConfig& c) : cfg(c) {
+  initializer = register_module("initializer", std::make_shared<GsInitializer>(c));
+  deblurrer = register_module("deblurrer", std::make_shared<BlobDeblurrer>(c));
+}
+
+GsResult gs_deblur(GsModel& m, const Tensor& image, const Tensor& depth_in, int fit_iters, bool verbose) {
+  const int64_t h = image.size(1), w = image.size(2);
+  Tensor depth = m.cfg.use_depth ? depth_in : Tensor();
+  RF_CHECK(!m.cfg.use_depth || depth.defined(), "this gs model uses depth (trained with it), but no depth map was given");
+  Tensor dn = depth.defined() ? normalise_depth(depth) : Tensor();
+  FitParams init;
+  {
+    NoGrad ng;
+    init = m.initializer->forward(image, dn);
+    for (Tensor* t : {&init.means, &init.theta, &init.log_scales, &init.colors, &init.opacity_logit}) *t = t->detach();
+  }
+  FitOptions fo;
+  fo.iters = fit_iters;
+  fo.verbose = verbose;
+  FitResult fit = fit_blobs(image, depth, init, fo);
+  GsResult r;
+  r.fitted = fit.params;
+  r.fit_psnr = fit.psnr;
+  r.fit_seconds = fit.seconds;
+  NoGrad ng;
+  Blobs b = fit.params.blobs();
+  Tensor d2 = dn.defined() ? depth_at_blobs(dn, b.means) : Tensor();
+  r.deblurred = m.deblurrer->forward(b, d2, fit.params.d1, fit.params.log_k, h, w);
+  r.sharp = clamp(rasterize(r.deblurred, h, w), 0.f, 1.f);
+  return r;
+}
+
+Blobs crop_blobs(const Blobs& b, const Tensor& d2, int64_t top, int64_t left, int64_t size, int k, bool flip_x,
+                 bool flip_y, float margin, Tensor* d2_out) {
+  // crop_square's output -> crop map, in continuous coordinates (pixel p spans [p, p + 1), so s - 1 - p
+  // becomes s - X): in = A out + t, found by mapping three points.
+  const float s = (float)size;
+  auto to_crop = [&](float X, float Y, float& cx, float& cy) {
+    switch (k) {
+      case 1: cy = X; cx = s - Y; break;
+      case 2: cy = s - Y; cx = s - X; break;
+      case 3: cy = s - X; cx = Y; break;
+      default: cy = Y; cx = X; break;
+    }
+    if (flip_x) cx = s - cx;
+    if (flip_y) cy = s - cy;
+  };
+  float tx, ty, ax, ay, bx, by;
+  to_crop(0, 0, tx, ty);
+  to_crop(1, 0, ax, ay);
+  to_crop(0, 1, bx, by);
+  const float a00 = ax - tx, a10 = ay - ty, a01 = bx - tx, a11 = by - ty;  // columns: images of the unit vectors
+  auto m = b.means.to_vector(), th = b.theta.to_vector(), sc = b.scales.to_vector(), co = b.colors.to_vector(),
+       op = b.opacity.to_vector();
+  std::vector<float> dv = d2.defined() ? d2.to_vector() : std::vector<float>();
+  std::vector<float> nm, nth, nsc, nco, nop, nd;
+  for (int64_t i = 0; i < b.size(); ++i) {
+    float cx = m[2 * i] - (float)left, cy = m[2 * i + 1] - (float)top;
+    if (cx < -margin || cy < -margin || cx >= s + margin || cy >= s + margin) continue;
+    // out = A^T (in - t), A orthogonal; the blob's axis turns the same way.
+    float ix = cx - tx, iy = cy - ty;
+    nm.push_back(a00 * ix + a10 * iy);
+    nm.push_back(a01 * ix + a11 * iy);
+    float ux = std::cos(th[i]), uy = std::sin(th[i]);
+    nth.push_back(std::atan2(a01 * ux + a11 * uy, a00 * ux + a10 * uy));
+    nsc.insert(nsc.end(), {sc[2 * i], sc[2 * i + 1]});
+    nco.insert(nco.end(), {co[3 * i], co[3 * i + 1], co[3 * i + 2]});
+    nop.push_back(op[i]);
+    if (!dv.empty()) nd.push_back(dv[i]);
+  }
+  const int64_t n = (int64_t)nop.size();
+  Device d = b.means.device();
+  if (d2_out) *d2_out = dv.empty() ? Tensor() : from_vector(nd, {n}, d);
+  return Blobs{from_vector(nm, {n, 2}, d), from_vector(nth, {n}, d), from_vector(nsc, {n, 2}, d),
+               from_vector(nco, {n, 3}, d), from_vector(nop, {n}, d)};
+}
+
+void scale_change(const Blobs& before, const Blobs& after, double* ds1, double* ds2) {
+  NoGrad ng;
+  Tensor mb = mean(before.scales, {0}), ma = mean(after.scales, {0});
+  auto b = mb.to_vector(), a = ma.to_vector();
+  *ds1 = (a[0] - b[0]) / b[0];
+  *ds2 = (a[1] - b[1]) / b[1];
 }
 
 void save_blobs(const std::string& path, const FitParams& p, int64_t h, int64_t w) {

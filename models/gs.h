@@ -59,6 +59,84 @@ struct FitResult {
 // Eq. 15: MSE + lambda_r (1 - SSIM) + lambda_reg L_reg (the last only with depth). image [3, H, W].
 FitResult fit_blobs(const Tensor& image, const Tensor& depth, FitParams init, const FitOptions& o);
 
+// --- the networks ----------------------------------------------------------------------------------------
+struct GsConfig {
+  int64_t cell = 2;             // one blob per cell x cell pixels (the initializer supports 2)
+  bool use_depth = true;        // false: the paper's "w/o depth" variant
+  int64_t init_width = 32;      // initializer U-Net width (32 / 64 / 128 channels)
+  int64_t dim = 64, heads = 4, blocks = 3, ffn_mult = 4;  // blob deblurrer
+  int64_t window = 0;           // attention: 0 = every blob attends to every blob while N <= max_full_tokens
+  int64_t max_full_tokens = 131072, window_beyond = 4096;  // ... and windows of window_beyond tokens beyond
+  int fit_iters = 600;          // test-time fitting (Sec. 3.4 (ii))
+  nlohmann::json to_json() const;
+  static GsConfig from_json(const nlohmann::json& j);
+  int64_t window_for(int64_t n) const { return window > 0 ? window : (n <= max_full_tokens ? 0 : window_beyond); }
+};
+
+// U-Net [ours, after Splatter Image / LGM]: image (+ normalised depth) -> one blob per 2x2 cell.
+class GsInitializer : public Module {
+ public:
+  explicit GsInitializer(const GsConfig& c);
+  // image [3, H, W] (+ depth_norm [1, H, W] when the config uses depth) -> the blobs, differentiable
+  // in the network's weights (for its self-supervised training).
+  FitParams forward(const Tensor& image, const Tensor& depth_norm);
+
+ private:
+  GsConfig cfg_;
+  std::shared_ptr<Sequential> enc1_, down1_, down2_, up_, merge_;
+  std::shared_ptr<Conv2d> head_;
+};
+
+// The blob deblurrer of Sec. 3.2: a Transformer over all blobs (3 blocks of self-attention + FFN). A token
+// is a blob's parameters with a Fourier encoding of its position, its depth and the image-level d1, K.
+// Outputs (dtheta, ds1, ds2, do) applied by Eq. 5-8; the output layer starts at zero, so the deblurrer
+// starts at the identity (ds gets a bias of 1e-3 px so that ReLU(ds) has a gradient from the start).
+class BlobDeblurrer : public Module {
+ public:
+  explicit BlobDeblurrer(const GsConfig& c);
+  // d2 [N] (or undefined), d1 and log_k [1] (or undefined): depth inputs. Returns the adjusted blobs.
+  Blobs forward(const Blobs& b, const Tensor& d2, const Tensor& d1, const Tensor& log_k, int64_t height, int64_t width);
+  static constexpr int64_t kTokenFeatures = 37;
+
+ private:
+  struct Block {
+    std::shared_ptr<LayerNorm> ln1, ln2;
+    std::shared_ptr<Linear> qkv, proj, fc1, fc2;
+  };
+  GsConfig cfg_;
+  std::shared_ptr<Linear> embed_, head_;
+  std::shared_ptr<LayerNorm> ln_out_;
+  std::vector<Block> blocks_;
+};
+
+// The whole network: initializer.* and deblurrer.* parameters in one checkpoint.
+class GsModel : public Module {
+ public:
+  explicit GsModel(const GsConfig& c);
+  GsConfig cfg;
+  std::shared_ptr<GsInitializer> initializer;
+  std::shared_ptr<BlobDeblurrer> deblurrer;
+};
+
+struct GsResult {
+  Tensor sharp;             // [3, H, W]
+  FitParams fitted;         // before the deblurrer
+  Blobs deblurred;          // after
+  double fit_psnr = 0, fit_seconds = 0;
+};
+
+// Sec. 3.4 (i)-(iv): initializer -> fit -> deblurrer -> render. depth may be undefined (w/o depth).
+GsResult gs_deblur(GsModel& m, const Tensor& image, const Tensor& depth, int fit_iters, bool verbose = false);
+
+// Mean relative change of s1 and s2 from fitted to deblurred blobs (the paper reports -21% / -19% on DPDD).
+void scale_change(const Blobs& before, const Blobs& after, double* ds1, double* ds2);
+
+// The blobs of a square crop (centres within `margin` px of it), seen through the same rotation and flips
+// as data/loader.h's crop_square, so that they render the transformed crop. d2 (per blob, may be
+// undefined) is carried along.
+Blobs crop_blobs(const Blobs& b, const Tensor& d2, int64_t top, int64_t left, int64_t size, int k, bool flip_x,
+                 bool flip_y, float margin, Tensor* d2_out);
+
 // Blobs on disk: safetensors with means, theta, scales, colors, opacity (+ d1, K) and the image size.
 void save_blobs(const std::string& path, const FitParams& p, int64_t height, int64_t width);
 FitParams load_blobs(const std::string& path, int64_t* height, int64_t* width);

@@ -1,5 +1,6 @@
 #include "ops/shape.h"
 
+#include <cstring>
 #include <numeric>
 
 #include "engine/autograd.h"
@@ -192,7 +193,51 @@ void pad_backward(const PadGeometry& g, const float* gy, float* gx) {
       }
 }
 
+void gather_rows(const float* x, const int32_t* index, float* out, int64_t n, int64_t row) {
+#pragma omp parallel for if (n * row > (1 << 15))
+  for (int64_t i = 0; i < n; ++i) std::copy(x + (int64_t)index[i] * row, x + ((int64_t)index[i] + 1) * row, out + i * row);
+}
+
+void scatter_add_rows(const float* g, const int32_t* index, float* gx, int64_t n, int64_t row) {
+  for (int64_t i = 0; i < n; ++i)  // serial: repeated indices add up in a fixed order
+    for (int64_t c = 0; c < row; ++c) gx[(int64_t)index[i] * row + c] += g[i * row + c];
+}
+
 }  // namespace cpu
+
+Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& index) {
+  RF_CHECK(x.dim() >= 1, "gather_rows: needs [N, ...], got ", describe(x));
+  const int64_t rows = x.size(0), row = rows ? x.numel() / rows : 0, n = (int64_t)index.size();
+  std::vector<float> idx_bits(n);  // int32 indices carried in a float-sized tensor
+  for (int64_t i = 0; i < n; ++i) {
+    RF_CHECK(index[i] >= 0 && index[i] < rows, "gather_rows: index ", index[i], " is outside the ", rows, " rows of ",
+             describe(x));
+    int32_t v = (int32_t)index[i];
+    std::memcpy(&idx_bits[i], &v, 4);
+  }
+  Tensor idx = from_vector(idx_bits, {n}, x.device());
+  const int32_t* ip = reinterpret_cast<const int32_t*>(idx.data());
+  Shape os = x.shape();
+  os[0] = n;
+  Tensor y = empty(os, x.device());
+  if (x.is_cuda())
+    RF_GPU(gpu::gather_rows(x.data(), ip, y.data(), n, row));
+  else
+    cpu::gather_rows(x.data(), ip, y.data(), n, row);
+  if (needs_grad({x})) {
+    Shape in_shape = x.shape();
+    record(y, "gather_rows", {x}, [idx, in_shape, n, row](const Tensor& g) {
+      Tensor gx = zeros(in_shape, g.device());
+      const int32_t* ip = reinterpret_cast<const int32_t*>(idx.data());
+      if (g.is_cuda())
+        RF_GPU(gpu::scatter_add_rows(g.data(), ip, gx.data(), n, row));
+      else
+        cpu::scatter_add_rows(g.data(), ip, gx.data(), n, row);
+      return std::vector<Tensor>{gx};
+    });
+  }
+  return y;
+}
 
 Tensor pad2d(const Tensor& x, int64_t left, int64_t right, int64_t top, int64_t bottom, PadMode mode) {
   RF_CHECK(x.dim() >= 2, "pad2d: needs [..., H, W], got ", describe(x));

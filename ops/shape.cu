@@ -38,4 +38,24 @@ void pad_backward(const PadGeometry& g, const float* gy, float* gx) {
   RF_LAUNCH_CHECK("pad2d backward");
 }
 
+__global__ void gather_rows_kernel(const float* x, const int32_t* index, float* out, int64_t n, int64_t row) {
+  RF_GRID_STRIDE(e, n * row) out[e] = x[(int64_t)index[e / row] * row + e % row];
+}
+
+__global__ void scatter_add_rows_kernel(const float* g, const int32_t* index, float* gx, int64_t n, int64_t row) {
+  RF_GRID_STRIDE(e, n * row) atomicAdd(gx + (int64_t)index[e / row] * row + e % row, g[e]);
+}
+
+void gather_rows(const float* x, const int32_t* index, float* out, int64_t n, int64_t row) {
+  if (n * row == 0) return;
+  gather_rows_kernel<<<rf_blocks(n * row), 256>>>(x, index, out, n, row);
+  RF_LAUNCH_CHECK("gather_rows");
+}
+
+void scatter_add_rows(const float* g, const int32_t* index, float* gx, int64_t n, int64_t row) {
+  if (n * row == 0) return;
+  scatter_add_rows_kernel<<<rf_blocks(n * row), 256>>>(g, index, gx, n, row);
+  RF_LAUNCH_CHECK("gather_rows backward");
+}
+
 }  // namespace rf::gpu

@@ -16,6 +16,9 @@ std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim);  // equ
 Tensor unsqueeze(const Tensor& x, int64_t dim);
 Tensor squeeze(const Tensor& x, int64_t dim);
 
+// Rows of x [N, ...] picked by index: out[i] = x[index[i]] (backward adds the gradient back by index).
+Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& index);
+
 enum class PadMode { Zeros, Reflect, Replicate };
 // Pad the last two dims of [..., H, W]: left/right on W, top/bottom on H. Reflect mirrors without
 // repeating the edge (PyTorch's 'reflect') and needs pad < size.

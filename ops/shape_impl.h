@@ -43,9 +43,12 @@ RF_HD void pad_targets(int64_t i, int64_t n, int64_t before, int64_t after, int 
   }
 }
 
-#define RF_PAD_KERNELS                                                \
-  void pad_forward(const PadGeometry& g, const float* x, float* y); \
-  void pad_backward(const PadGeometry& g, const float* gy, float* gx);
+#define RF_PAD_KERNELS                                                                                  \
+  void pad_forward(const PadGeometry& g, const float* x, float* y);                                   \
+  void pad_backward(const PadGeometry& g, const float* gy, float* gx);                                \
+  /* out[i, :] = x[index[i], :] for rows of `row` floats; the backward accumulates (gx zeroed first) */ \
+  void gather_rows(const float* x, const int32_t* index, float* out, int64_t n, int64_t row);         \
+  void scatter_add_rows(const float* g, const int32_t* index, float* gx, int64_t n, int64_t row);
 
 namespace cpu {
 RF_PAD_KERNELS

@@ -130,6 +130,18 @@ TEST_CASE("padding and shape ops") {
   op_checks("concat", [](auto& x) { return concat({x[0], x[1], x[2]}, 1); });
 }
 
+TEST_CASE("gather_rows with repeated indices") {
+  std::vector<int64_t> idx = {3, 0, 3, 1};
+  auto fn = [idx](const std::vector<Tensor>& x) { return gather_rows(x[0], idx); };
+  Tensor x = uniform_input({4, 2, 3}, -1, 1, 1);
+  Tensor y = fn({x});
+  CHECK(y.shape() == Shape{4, 2, 3});
+  CHECK(slice(y, 0, 2, 3).to_vector() == slice(x, 0, 3, 4).to_vector());
+  check_gradients("gather_rows", fn, {x});
+  check_cuda_parity("gather_rows", fn, {x});
+  CHECK_THROWS_WITH_AS(gather_rows(x, {4}), doctest::Contains("index 4 is outside the 4 rows"), Error);
+}
+
 TEST_CASE("normalisation") {
   op_checks("layer_norm_channels", [](auto& x) { return layer_norm(x[0], 1, x[1], x[2]); });
   op_checks("layer_norm_last", [](auto& x) { return layer_norm(x[0], -1, x[1], x[2]); });

@@ -1,0 +1,101 @@
+#include "train/run_dir.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "engine/error.h"
+#include "engine/fileio.h"
+#include "train/cli.h"
+
+namespace rf {
+
+RunDir::RunDir(const std::string& path, bool resume) : path_(path), resume_(resume), start_(now_seconds()) {
+  bool exists = file_exists(file("config.json"));
+  RF_CHECK(!exists || resume, path, " already holds a training run: continue it with --resume, or choose another --out");
+  RF_CHECK(exists || !resume, "--resume: ", path, " holds no training run (no config.json)");
+  make_dirs(path);
+  if (resume && file_exists(file("log.jsonl"))) {  // reload the curves logged so far
+    std::ifstream in(file("log.jsonl"));
+    std::string line;
+    while (std::getline(in, line)) {
+      try {
+        auto j = nlohmann::json::parse(line);
+        if (j.contains("time")) start_ = now_seconds() - j["time"].get<double>();
+        for (auto it = j.begin(); it != j.end(); ++it)
+          if (it.value().is_number() && it.key() != "step" && it.key() != "time")
+            curves_[j.value("stage", "") + "/" + it.key()].push_back({j.value("step", 0), it.value().get<double>()});
+      } catch (...) {  // a line cut short by a kill: skip it
+      }
+    }
+  }
+}
+
+void RunDir::save_config(const nlohmann::json& cfg) const { write_file_atomic(file("config.json"), cfg.dump(2) + "\n"); }
+
+nlohmann::json RunDir::load_config() const {
+  try {
+    return nlohmann::json::parse(read_file(file("config.json")));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(cat(file("config.json"), ": not valid JSON (", e.what(), ")"));
+  }
+}
+
+nlohmann::json RunDir::state() const {
+  if (!file_exists(file("state.json"))) return nlohmann::json::object();
+  try {
+    return nlohmann::json::parse(read_file(file("state.json")));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(cat(file("state.json"), ": not valid JSON (", e.what(), ")"));
+  }
+}
+
+void RunDir::save_state(const nlohmann::json& s) const { write_file_atomic(file("state.json"), s.dump(2) + "\n"); }
+
+void RunDir::log(const std::string& stage, int64_t step, const nlohmann::json& fields) {
+  nlohmann::json j = {{"time", now_seconds() - start_}, {"stage", stage}, {"step", step}};
+  for (auto it = fields.begin(); it != fields.end(); ++it) {
+    j[it.key()] = it.value();
+    if (it.value().is_number()) curves_[stage + "/" + it.key()].push_back({step, it.value().get<double>()});
+  }
+  std::ofstream out(file("log.jsonl"), std::ios::app);
+  out << j.dump() << "\n";
+}
+
+static std::string svg_curve(const std::string& name, const std::vector<std::pair<int64_t, double>>& pts) {
+  const double W = 420, H = 160, pad = 30;
+  double x0 = pts.front().first, x1 = std::max<double>(pts.back().first, x0 + 1);
+  double y0 = 1e300, y1 = -1e300;
+  for (auto& p : pts) {
+    y0 = std::min(y0, p.second);
+    y1 = std::max(y1, p.second);
+  }
+  if (y1 <= y0) y1 = y0 + 1e-9;
+  std::ostringstream s;
+  s << "<figure><svg width='" << W << "' height='" << H << "' style='background:#fafafa'><polyline fill='none' "
+    << "stroke='#1f77b4' stroke-width='1.5' points='";
+  for (auto& p : pts)
+    s << pad + (p.first - x0) / (x1 - x0) * (W - 2 * pad) << "," << H - pad - (p.second - y0) / (y1 - y0) * (H - 2 * pad)
+      << " ";
+  s << "'/><text x='4' y='14' font-size='11'>" << y1 << "</text><text x='4' y='" << H - 4 << "' font-size='11'>" << y0
+    << "</text><text x='" << W - 80 << "' y='" << H - 4 << "' font-size='11'>step " << (int64_t)x1 << "</text></svg>"
+    << "<figcaption>" << name << "</figcaption></figure>\n";
+  return s.str();
+}
+
+void RunDir::write_report(const std::string& title,
+                          const std::vector<std::pair<std::string, std::string>>& images) const {
+  std::ostringstream h;
+  h << "<!doctype html><meta charset='utf-8'><title>" << title << "</title><style>body{font-family:sans-serif}"
+    << "figure{display:inline-block;margin:6px}img{max-width:320px;image-rendering:pixelated}</style><h1>" << title
+    << "</h1><h2>Curves</h2>\n";
+  for (auto& [name, pts] : curves_)
+    if (pts.size() >= 2) h << svg_curve(name, pts);
+  h << "<h2>Samples</h2>\n";
+  for (auto& [caption, rel] : images) h << "<figure><img src='" << rel << "'><figcaption>" << caption << "</figcaption></figure>\n";
+  write_file_atomic(file("report.html"), h.str());
+}
+
+}  // namespace rf

@@ -1,0 +1,38 @@
+// A training run's folder: config.json, log.jsonl (one JSON object per logged step), state.json (where a
+// --resume continues), checkpoints, and report.html (loss curves and sample images).
+#pragma once
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace rf {
+
+class RunDir {
+ public:
+  // A folder that already holds a run is refused unless resume is set; resume needs one.
+  RunDir(const std::string& path, bool resume);
+  std::string file(const std::string& rel) const { return path_ + "/" + rel; }
+  const std::string& path() const { return path_; }
+  bool resuming() const { return resume_; }
+
+  void save_config(const nlohmann::json& cfg) const;
+  nlohmann::json load_config() const;
+  nlohmann::json state() const;  // {} when there is none
+  void save_state(const nlohmann::json& s) const;
+
+  // Appends {"time": seconds since the run started, ...fields} to log.jsonl and remembers numeric fields
+  // for the report's curves (keyed "<stage>/<field>").
+  void log(const std::string& stage, int64_t step, const nlohmann::json& fields);
+  // report.html: one SVG curve per logged numeric field, then the images (paths relative to the run).
+  void write_report(const std::string& title, const std::vector<std::pair<std::string, std::string>>& images) const;
+
+ private:
+  std::string path_;
+  bool resume_;
+  double start_;
+  std::map<std::string, std::vector<std::pair<int64_t, double>>> curves_;
+};
+
+}  // namespace rf
