@@ -13,6 +13,8 @@ static thread_local bool g_grad_enabled = true;
 bool grad_enabled() { return g_grad_enabled; }
 NoGrad::NoGrad() : prev_(g_grad_enabled) { g_grad_enabled = false; }
 NoGrad::~NoGrad() { g_grad_enabled = prev_; }
+EnableGrad::EnableGrad() : prev_(g_grad_enabled) { g_grad_enabled = true; }
+EnableGrad::~EnableGrad() { g_grad_enabled = prev_; }
 
 bool needs_grad(std::initializer_list<Tensor> inputs) {
   if (!g_grad_enabled) return false;

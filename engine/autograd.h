@@ -37,6 +37,18 @@ class NoGrad {
   bool prev_;
 };
 
+// Scope in which ops record again, inside a NoGrad (test-time optimisation, e.g. gs fitting).
+class EnableGrad {
+ public:
+  EnableGrad();
+  ~EnableGrad();
+  EnableGrad(const EnableGrad&) = delete;
+  EnableGrad& operator=(const EnableGrad&) = delete;
+
+ private:
+  bool prev_;
+};
+
 // True when grad mode is on and any defined input requires grad: the op must record a Node.
 bool needs_grad(std::initializer_list<Tensor> inputs);
 

@@ -87,6 +87,7 @@ Tensor depth_regulariser(const Tensor& d2, const Tensor& scales, const Tensor& d
 }
 
 FitResult fit_blobs(const Tensor& image, const Tensor& depth, FitParams p, const FitOptions& o) {
+  EnableGrad grad_on;  // fitting is an optimisation, also at test time under NoGrad
   const int64_t h = image.size(1), w = image.size(2);
   const Device dev = image.device();
   const float side = (float)std::max(h, w);

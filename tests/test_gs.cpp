@@ -1,6 +1,9 @@
 // The GS method: the blob rasterizer (against a naive double-precision oracle, by finite differences,
 // CPU<->CUDA), more than 256 blobs in one tile.
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
 
 #include "ops/gauss_raster.h"
 #include "tests/harness.h"
@@ -147,6 +150,135 @@ TEST_CASE("fused attention equals the naive softmax(QK^T/sqrt(d))V, forward and 
     CHECK(rel_err(attention(in[0], in[1], in[2]), naive_attention(in[0], in[1], in[2], 0)) < 1e-5);
     check_cuda_parity("attention_d" + std::to_string(d), [](auto& x) { return attention(x[0], x[1], x[2]); }, in, 1e-4);
   }
+}
+
+}  // TEST_SUITE
+
+#include "data/loader.h"
+#include "models/gs.h"
+#include "train/losses.h"
+#include "train/metrics.h"
+
+TEST_SUITE("gs") {
+
+TEST_CASE("crop_blobs renders exactly the crop_square of the full render, for all 8 flips and rotations") {
+  Blobs b = random_blobs(80, 40, 48, 21, 0.6f, 2.5f);
+  Tensor full = rasterize(b, 40, 48);
+  for (int k = 0; k < 4; ++k)
+    for (int f = 0; f < 4; ++f) {
+      bool fx = f & 1, fy = f & 2;
+      Blobs c = crop_blobs(b, Tensor(), 5, 9, 24, k, fx, fy, 1000.f, nullptr);
+      Tensor expect = crop_square(full, 5, 9, 24, k, fx, fy);
+      CHECK_MESSAGE(max_abs_diff(rasterize(c, 24, 24), expect) < 1e-4, "k " << k << " flips " << fx << fy);
+    }
+}
+
+TEST_CASE("blob deblurrer: identity at initialisation, Eq. 5-8 updates, gradients reach its weights") {
+  GsConfig cfg;
+  cfg.dim = 32;
+  cfg.heads = 2;
+  manual_seed(3);
+  BlobDeblurrer d(cfg);
+  Blobs b = random_blobs(50, 30, 30, 22, 0.5f, 2.f);
+  Blobs out = d.forward(b, Tensor(), Tensor(), Tensor(), 30, 30);
+  CHECK(max_abs_diff(out.theta, b.theta) == 0.0);
+  CHECK(max_abs_diff(out.opacity, b.opacity) == 0.0);
+  CHECK(max_abs_diff(out.scales, b.scales) < 1.001e-3);  // the 1e-3 px bias that keeps ReLU(ds) trainable
+  CHECK(rel_err(rasterize(out, 30, 30), rasterize(b, 30, 30)) < 1e-2);
+  // Eq. 5-8 with a known output: dtheta = 4 (clamped to pi), ds = 0.5, do = 0.3.
+  for (auto& [name, t] : d.named_parameters())
+    if (name == "head.bias") {
+      Tensor h = t;
+      h.copy_(from_vector({4.f, 0.5f, 0.5f, 0.3f}, {4}));
+    }
+  Blobs e = d.forward(b, Tensor(), Tensor(), Tensor(), 30, 30);
+  auto th = b.theta.to_vector(), th2 = e.theta.to_vector(), s = b.scales.to_vector(), s2 = e.scales.to_vector();
+  auto o = b.opacity.to_vector(), o2 = e.opacity.to_vector();
+  for (size_t i = 0; i < th.size(); ++i) {
+    CHECK(th2[i] == doctest::Approx(th[i] + 3.14159265f));
+    CHECK(o2[i] == doctest::Approx(std::min(o[i] + 0.3f, 1.f)));
+  }
+  for (size_t i = 0; i < s.size(); ++i) CHECK(s2[i] == doctest::Approx(std::max(s[i] - 0.5f, 0.1f)));
+  // gradients: a fresh deblurrer's loss reaches every weight, the scale outputs included
+  manual_seed(4);
+  BlobDeblurrer fresh(cfg);
+  Tensor target = rasterize(b, 30, 30) * 0.9f;
+  mse_loss(rasterize(fresh.forward(b, Tensor(), Tensor(), Tensor(), 30, 30), 30, 30), target).backward();
+  for (auto& [name, t] : fresh.named_parameters()) {
+    REQUIRE_MESSAGE(t.grad().defined(), name);
+    if (name == "head.weight") {
+      auto g = t.grad().to_vector();  // rows: dtheta, ds1, ds2, do
+      double row1 = 0;
+      for (int64_t c = 0; c < cfg.dim; ++c) row1 += std::fabs(g[cfg.dim + c]);
+      CHECK(row1 > 0);
+    }
+  }
+}
+
+TEST_CASE("blob deblurrer with windowed attention and depth inputs") {
+  GsConfig cfg;
+  cfg.dim = 32;
+  cfg.heads = 2;
+  cfg.window = 16;
+  manual_seed(5);
+  BlobDeblurrer d(cfg);
+  Blobs b = random_blobs(70, 30, 30, 23);
+  Tensor d2 = uniform_input({70}, 0.2f, 1.f, 24), d1 = full({1}, 0.5f), lk = full({1}, std::log(0.05f));
+  Blobs out = d.forward(b, d2, d1, lk, 30, 30);
+  CHECK(out.size() == 70);
+  CHECK(max_abs_diff(out.scales, b.scales) < 1.001e-3);
+}
+
+TEST_CASE("initializer: one blob per 2x2 cell, trainable through the rasterizer") {
+  GsConfig cfg;
+  cfg.init_width = 8;
+  manual_seed(6);
+  GsInitializer init(cfg);
+  Tensor img = uniform_input({3, 18, 22}, 0, 1, 25), depth = uniform_input({1, 18, 22}, 0.5f, 1.f, 26);
+  FitParams p = init.forward(img, depth);
+  CHECK(p.size() == 9 * 11);
+  Tensor loss = mse_loss(rasterize(p.blobs(), 18, 22), img);
+  loss.backward();
+  for (auto& [name, t] : init.named_parameters()) CHECK_MESSAGE(t.grad().defined(), name);
+  CHECK_THROWS_WITH_AS(init.forward(img, Tensor()), doctest::Contains("configured with depth"), Error);
+}
+
+TEST_CASE("fitting reproduces an image; L_reg follows Eq. 14; blob files round trip") {
+  Tensor img = rasterize(random_blobs(40, 48, 48, 27, 1.f, 5.f), 48, 48) * 0.5f + 0.25f;
+  FitParams init = analytic_init(img, 2);
+  CHECK(init.size() == 24 * 24);
+  double start = psnr(clamp(rasterize(init.blobs(), 48, 48), 0.f, 1.f), img);
+  FitOptions fo;
+  fo.iters = 150;
+  FitResult r = fit_blobs(img, Tensor(), init, fo);
+  MESSAGE("fit 48x48: analytic init " << start << " dB, after 150 iterations " << r.psnr << " dB");
+  CHECK(r.psnr > start + 5);
+  CHECK(r.psnr > 35);
+  // Eq. 14 for one blob by hand: s = (3, 2) px on a 100 px image, d2 = 0.5, d1 = 0.4, K = 0.05
+  Tensor reg = depth_regulariser(full({1}, 0.5f), from_vector({3.f, 2.f}, {1, 2}), full({1}, 0.4f), full({1}, 0.05f), 100.f);
+  double s1 = 0.03, s2 = 0.02, d2v = 0.5, d1v = 0.4, k = 0.05;
+  double expect = std::pow(d2v * d2v - (s1 * s2 * d2v * d2v / (k * k) + 2 * d1v * d2v - d1v * d1v), 2);
+  CHECK(reg.item() == doctest::Approx(expect).epsilon(1e-5));
+  GradCheck fine;  // 1/K^2 is steep: a small step
+  fine.eps = 1e-3;
+  check_gradients("depth_regulariser",
+                  [](auto& x) { return depth_regulariser(x[0], x[1], x[2], x[3], 50.f); },
+                  {uniform_input({6}, 0.3f, 1.f, 28), uniform_input({6, 2}, 0.5f, 3.f, 29), full({1}, 0.5f), full({1}, 0.3f)},
+                  fine);
+  // with depth the fit also learns d1 and K
+  FitOptions fd;
+  fd.iters = 20;
+  FitResult rd = fit_blobs(img, uniform_input({1, 48, 48}, 1.f, 3.f, 30), analytic_init(img, 2), fd);
+  CHECK(rd.params.d1.defined());
+  CHECK(rd.params.log_k.item() != doctest::Approx(std::log(0.05f)));
+  auto dir = std::filesystem::temp_directory_path() / ("refocus_blobs_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  save_blobs((dir / "b.safetensors").string(), rd.params, 48, 48);
+  int64_t h = 0, w = 0;
+  FitParams back = load_blobs((dir / "b.safetensors").string(), &h, &w);
+  CHECK(h == 48);
+  CHECK(rel_err(rasterize(back.blobs(), 48, 48), rasterize(rd.params.blobs(), 48, 48)) < 1e-5);
+  std::filesystem::remove_all(dir);
 }
 
 }  // TEST_SUITE

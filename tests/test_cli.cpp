@@ -1,0 +1,104 @@
+// The command-line programs end to end on a tiny synthetic dataset, and their answers to bad input:
+// one sentence naming the problem and a non-zero exit.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "engine/fileio.h"
+#include "tests/harness.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string bin_dir() { return fs::read_symlink("/proc/self/exe").parent_path().string(); }
+
+struct Run {
+  int code;
+  std::string output;
+};
+
+Run run(const std::string& args) {
+  std::string cmd = bin_dir() + "/" + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p);
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+struct TempDir {
+  fs::path path = fs::temp_directory_path() / ("refocus_cli_" + std::to_string(::getpid()));
+  TempDir() { fs::create_directories(path); }
+  ~TempDir() { fs::remove_all(path); }
+  std::string operator/(const std::string& r) const { return (path / r).string(); }
+};
+
+}  // namespace
+
+TEST_SUITE("cli") {
+
+TEST_CASE("make_synth -> train_gs -> evaluate -> deblur, with --resume") {
+  TempDir d;
+  Run r = run("make_synth --out " + (d / "data") + " --n 4 --size 48x48 --seed 1");
+  REQUIRE_MESSAGE(r.code == 0, r.output);
+  r = run("make_synth --out " + (d / "data") + " --n 2 --size 48x48 --seed 2 --split test");
+  REQUIRE_MESSAGE(r.code == 0, r.output);
+  std::string train = "train_gs " + (d / "data") + " --out " + (d / "run") +
+                      " --device cpu --init-iters 4 --fit-iters 6 --iters 4 --crop 32 --batch 1";
+  r = run(train);
+  REQUIRE_MESSAGE(r.code == 0, r.output);
+  for (const char* f : {"gs.safetensors", "config.json", "log.jsonl", "report.html", "fits/synth_00003.safetensors"})
+    CHECK_MESSAGE(rf::file_exists(d / ("run/" + std::string(f))), f);
+  r = run(train);  // the folder holds a run now
+  CHECK(r.code == 1);
+  CHECK(r.output.find("already holds a training run") != std::string::npos);
+  r = run("train_gs " + (d / "data") + " --out " + (d / "run") + " --resume");  // finished: writes the result again
+  CHECK_MESSAGE(r.code == 0, r.output);
+  r = run("evaluate --data " + (d / "data") + " --model gs --weights " + (d / "run/gs.safetensors") + " --device cpu --out " +
+          (d / "eval"));
+  CHECK_MESSAGE(r.code == 0, r.output);
+  CHECK(r.output.find("| PSNR (dB) |") != std::string::npos);
+  r = run("deblur --model gs --weights " + (d / "run/gs.safetensors") + " --device cpu --depth " +
+          (d / "data/test_c/depth/synth_00000.png") + " " + (d / "data/test_c/source/synth_00000.png") + " " + (d / "out.png"));
+  CHECK_MESSAGE(r.code == 0, r.output);
+  CHECK(rf::file_exists(d / "out.png"));
+  r = run("deblur --model gs --weights " + (d / "run/gs.safetensors") + " --device cpu " +
+          (d / "data/test_c/source/synth_00000.png") + " " + (d / "out2.png"));
+  CHECK(r.code == 1);
+  CHECK(r.output.find("trained with depth maps") != std::string::npos);
+  r = run("gs_fit " + (d / "data/test_c/source/synth_00001.png") + " --out " + (d / "fit") + " --iters 20 --quiet --device cpu");
+  CHECK_MESSAGE(r.code == 0, r.output);
+  CHECK(rf::file_exists(d / "fit/blobs.safetensors"));
+}
+
+TEST_CASE("bad input: one clear sentence and a non-zero exit") {
+  TempDir d;
+  Run r = run("evaluate --data " + (d / "nothing") + " --identity");
+  CHECK(r.code == 1);
+  CHECK(r.output.find("nothing: not a folder") != std::string::npos);
+  r = run("make_synth --out " + (d / "x") + " --n 2 --size 64by64");
+  CHECK(r.code == 1);
+  CHECK(r.output.find("--size expects HxW") != std::string::npos);
+  r = run("make_synth --out " + (d / "x") + " --n 2 --colour red");
+  CHECK(r.code == 1);
+  CHECK(r.output.find("unknown option --colour") != std::string::npos);
+  r = run("gs_fit " + (d / "missing.png") + " --out " + (d / "f"));
+  CHECK(r.code == 1);
+  CHECK(r.output.find("missing.png: no such file") != std::string::npos);
+  r = run("train_gs " + (d / "x") + " --device cuda");
+  CHECK(r.code == 1);
+  if (!rf::cuda_available()) CHECK(r.output.find("CUDA is unusable") != std::string::npos);
+  r = run("deblur --model nonesuch --weights w.safetensors a.png b.png");
+  CHECK(r.code == 1);
+  CHECK(r.output.find("unknown model 'nonesuch'") != std::string::npos);
+  r = run("evaluate --help");
+  CHECK(r.code == 0);
+  CHECK(r.output.find("usage: evaluate") != std::string::npos);
+}
+
+}  // TEST_SUITE
