@@ -9,8 +9,16 @@ THREADS=$(nproc)
 here=$(cd "$(dirname "$0")" && pwd)
 out=$(mktemp -d)
 "$BUILD/bin/bench_engine" --device "$DEV" --threads "$THREADS" >"$out/ours.jsonl"
+# One defocused image for both fits (256x256 on the CPU, 1680x1120 on the GPU).
+size=256x256; [ "$DEV" = cuda ] && size=1120x1680
+"$BUILD/bin/make_synth" --out "$out/img" --n 1 --size "$size" --seed 3 2>/dev/null
+img="$out/img/train_c/source/synth_00000.png"
+"$BUILD/bin/bench_gs" --device "$DEV" --threads "$THREADS" --image "$img" ${FIT_ITERS:+--fit-iters $FIT_ITERS} >>"$out/ours.jsonl"
 if "$PY" -c 'import torch' 2>/dev/null; then
   "$PY" "$here/bench_engine_torch.py" --device "$DEV" --threads "$THREADS" >"$out/torch.jsonl"
+  # TORCH_FIT_ITERS: time fewer iterations of the (slow) PyTorch fit; the table scales it to FIT_ITERS.
+  "$PY" "$here/bench_gs_torch.py" --device "$DEV" --threads "$THREADS" --image "$img" \
+      --fit-iters "${TORCH_FIT_ITERS:-${FIT_ITERS:-600}}" >>"$out/torch.jsonl"
 else
   echo "PyTorch not importable by $PY: refocus timings only" >&2
   : >"$out/torch.jsonl"
@@ -18,7 +26,18 @@ fi
 "$PY" - "$out/ours.jsonl" "$out/torch.jsonl" <<'PYEOF'
 import json, sys
 ours = [json.loads(l) for l in open(sys.argv[1])]
-theirs = {j["name"]: j for j in (json.loads(l) for l in open(sys.argv[2]) if l.strip())}
+theirs = {}
+for j in (json.loads(l) for l in open(sys.argv[2]) if l.strip()):
+    if j["name"].startswith("gs fit "):  # scale a shortened PyTorch fit to the iterations refocus ran
+        it = int(j["name"].split()[2])
+        mine = next((o for o in ours if o["name"].startswith("gs fit ")), None)
+        if mine:
+            it_mine = int(mine["name"].split()[2])
+            if it != it_mine:
+                j["ms"] = j["ms"] * it_mine / it
+                print(f"(PyTorch fit timed over {it} iterations, scaled to {it_mine}; its PSNR is after {it})")
+            j["name"] = mine["name"]
+    theirs[j["name"]] = j
 print(f"{'case':48s} {'device':6s} {'refocus ms':>11s} {'torch ms':>9s} {'ratio':>6s}")
 for o in ours:
     t = theirs.get(o["name"])
