@@ -13,24 +13,10 @@
 #include <omp.h>
 #endif
 
+#include "bench/bench_util.h"
 #include "ops/ops.h"
 
 using namespace rf;
-
-static double median_ms(const std::function<void()>& f, int repeats) {
-  f();  // warm-up (cuDNN algorithm search, allocator cache)
-  f();
-  std::vector<double> t;
-  for (int i = 0; i < repeats; ++i) {
-    synchronize();
-    auto t0 = std::chrono::steady_clock::now();
-    f();
-    synchronize();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
 int main(int argc, char** argv) {
   std::string dev_name = "cpu";

@@ -7,7 +7,13 @@ import argparse
 import json
 import time
 
+import os
+import sys
+
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_util import median_ms  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--device", default="cpu")
@@ -23,22 +29,6 @@ if dev.type == "cuda":  # match refocus: full FP32, no TF32
     torch.backends.cudnn.benchmark = True
 
 
-def sync():
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def median_ms(f, repeats):
-    f()
-    f()
-    t = []
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        f()
-        sync()
-        t.append((time.perf_counter() - t0) * 1000)
-    return sorted(t)[len(t) // 2]
 
 
 x = torch.randn(4, 64, 256, 256, device=dev, requires_grad=True)
@@ -53,7 +43,7 @@ def conv():
 
 
 print(json.dumps({"name": "conv2d 3x3 64->64 256x256 batch 4, fwd+bwd", "device": a.device,
-                  "ms": round(median_ms(conv, a.repeats), 2)}))
+                  "ms": round(median_ms(conv, a.repeats, dev), 2)}))
 A = torch.randn(1024, 1024, device=dev, requires_grad=True)
 B = torch.randn(1024, 1024, device=dev, requires_grad=True)
 gc = torch.randn(1024, 1024, device=dev)
@@ -64,4 +54,4 @@ def gemm():
     (A @ B).backward(gc)
 
 
-print(json.dumps({"name": "GEMM 1024^3, fwd+bwd", "device": a.device, "ms": round(median_ms(gemm, a.repeats * 4), 2)}))
+print(json.dumps({"name": "GEMM 1024^3, fwd+bwd", "device": a.device, "ms": round(median_ms(gemm, a.repeats * 4, dev), 2)}))

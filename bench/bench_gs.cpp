@@ -16,23 +16,10 @@
 #include "data/synth.h"
 #include "models/gs.h"
 #include "ops/attention.h"
+#include "bench/bench_util.h"
 #include "ops/ops.h"
 
 using namespace rf;
-
-static double median_ms(const std::function<void()>& f, int repeats) {
-  f();
-  std::vector<double> t;
-  for (int i = 0; i < repeats; ++i) {
-    synchronize();
-    auto t0 = std::chrono::steady_clock::now();
-    f();
-    synchronize();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
 // The same random blobs as bench_gs_torch.py draws them (uniform ranges; the values need not match).
 static Blobs random_blobs(int64_t n, int64_t h, int64_t w, Device d) {

@@ -12,8 +12,14 @@ import json
 import math
 import time
 
+import os
+import sys
+
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_util import median_ms, sync  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--device", default="cpu")
@@ -30,21 +36,6 @@ if gpu:
     torch.backends.cuda.matmul.allow_tf32 = False
 
 
-def sync():
-    if gpu:
-        torch.cuda.synchronize()
-
-
-def median_ms(f, repeats):
-    f()
-    t = []
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        f()
-        sync()
-        t.append((time.perf_counter() - t0) * 1000)
-    return sorted(t)[len(t) // 2]
 
 
 def rasterize(means, theta, scales, colors, opacity, h, w, radius):
@@ -98,7 +89,7 @@ for n, h, w in ([(70000, 512, 768), (470400, 1120, 1680)] if gpu else [(16384, 2
             x.grad = None
         rasterize(*b, h, w, radius=9).backward(gimg)
     print(json.dumps({"name": f"rasterize fwd+bwd {n} blobs {w}x{h}", "device": a.device,
-                      "ms": round(median_ms(step, a.repeats), 2)}), flush=True)
+                      "ms": round(median_ms(step, a.repeats, dev), 2)}), flush=True)
 
 # the fit: one blob per 2x2 cell at the cell centre, isotropic s = 1 px, Adam, MSE + 0.3 (1 - SSIM)
 h, w = (1120, 1680) if gpu else (256, 256)
@@ -116,7 +107,7 @@ log_s = torch.full((gh * gw, 2), math.log(0.9), device=dev, requires_grad=True)
 colors = (F.avg_pool2d(img[None], 2)[0].permute(1, 2, 0).reshape(-1, 3) / (0.8 * 1.571)).clone().requires_grad_()
 op_logit = torch.full((gh * gw,), math.log(4.0), device=dev, requires_grad=True)
 opt = torch.optim.Adam([means, theta, log_s, colors, op_logit], lr=0.01)
-sync()
+sync(dev)
 t0 = time.perf_counter()
 for it in range(a.fit_iters):
     opt.zero_grad()
@@ -124,7 +115,7 @@ for it in range(a.fit_iters):
     loss = F.mse_loss(r, img) + 0.3 * (1 - ssim(r, img))
     loss.backward()
     opt.step()
-sync()
+sync(dev)
 ms = (time.perf_counter() - t0) * 1000
 with torch.no_grad():
     mse = F.mse_loss(rasterize(means, theta, 0.1 + log_s.exp(), colors, torch.sigmoid(op_logit), h, w, 9).clamp(0, 1), img)
@@ -147,4 +138,4 @@ def attn():
         out = torch.softmax(q @ k.transpose(-1, -2) / 4.0, -1) @ v
     out.backward(go)
 print(json.dumps({"name": f"attention fwd+bwd N={n}, 4 heads x 16", "device": a.device,
-                  "ms": round(median_ms(attn, a.repeats), 2)}), flush=True)
+                  "ms": round(median_ms(attn, a.repeats, dev), 2)}), flush=True)

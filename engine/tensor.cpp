@@ -24,6 +24,16 @@ int64_t shape_numel(const Shape& s) {
   return n;
 }
 
+std::vector<int64_t> contiguous_strides(const Shape& s) {
+  std::vector<int64_t> st(s.size());
+  int64_t run = 1;
+  for (int d = (int)s.size() - 1; d >= 0; --d) {
+    st[d] = run;
+    run *= s[d];
+  }
+  return st;
+}
+
 int64_t wrap_dim(int64_t d, int64_t nd, const char* op) {
   int64_t w = d < 0 ? d + nd : d;
   RF_CHECK(w >= 0 && w < std::max<int64_t>(nd, 1), op, ": dimension ", d, " is out of range for a ", nd,

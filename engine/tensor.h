@@ -36,6 +36,8 @@ struct TensorImpl {
 };
 
 int64_t shape_numel(const Shape& s);
+// Row-major element strides of a contiguous tensor of shape s.
+std::vector<int64_t> contiguous_strides(const Shape& s);
 // Turn a possibly negative dimension index into 0..nd-1, or throw naming `op`.
 int64_t wrap_dim(int64_t d, int64_t nd, const char* op);
 

@@ -73,15 +73,7 @@ void rasterize_backward(const RasterGeometry& g, const float* means, const float
         float gp[3] = {grad_image[p], grad_image[hw + p], grad_image[2 * hw + p]};
         blob_pixel_grad(f, scales[2 * i], scales[2 * i + 1], colors + 3 * i, opacity[i], px, py, gp, acc);
       }
-    g_means[2 * i] = acc.mx;
-    g_means[2 * i + 1] = acc.my;
-    g_theta[i] = acc.theta;
-    g_scales[2 * i] = acc.s1;
-    g_scales[2 * i + 1] = acc.s2;
-    g_colors[3 * i] = acc.c0;
-    g_colors[3 * i + 1] = acc.c1;
-    g_colors[3 * i + 2] = acc.c2;
-    g_opacity[i] = acc.o;
+    store_blob_grad(acc, i, g_means, g_theta, g_scales, g_colors, g_opacity);
   }
 }
 

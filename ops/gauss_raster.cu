@@ -142,17 +142,7 @@ __global__ void backward_kernel(RasterGeometry g, const float* means, const floa
     acc.c1 = warp_sum(acc.c1);
     acc.c2 = warp_sum(acc.c2);
     acc.o = warp_sum(acc.o);
-    if (lane == 0) {
-      g_means[2 * i] = acc.mx;
-      g_means[2 * i + 1] = acc.my;
-      g_theta[i] = acc.theta;
-      g_scales[2 * i] = acc.s1;
-      g_scales[2 * i + 1] = acc.s2;
-      g_colors[3 * i] = acc.c0;
-      g_colors[3 * i + 1] = acc.c1;
-      g_colors[3 * i + 2] = acc.c2;
-      g_opacity[i] = acc.o;
-    }
+    if (lane == 0) store_blob_grad(acc, i, g_means, g_theta, g_scales, g_colors, g_opacity);
   }
 }
 

@@ -92,6 +92,20 @@ RF_HD void blob_pixel_grad(const BlobFrame& f, float s1, float s2, const float* 
   acc.s2 += dq * (-2.f * t2 * t2 / s2);
 }
 
+// Write blob i's gradient into the five gradient tensors.
+RF_HD void store_blob_grad(const BlobGrad& acc, int64_t i, float* g_means, float* g_theta, float* g_scales,
+                           float* g_colors, float* g_opacity) {
+  g_means[2 * i] = acc.mx;
+  g_means[2 * i + 1] = acc.my;
+  g_theta[i] = acc.theta;
+  g_scales[2 * i] = acc.s1;
+  g_scales[2 * i + 1] = acc.s2;
+  g_colors[3 * i] = acc.c0;
+  g_colors[3 * i + 1] = acc.c1;
+  g_colors[3 * i + 2] = acc.c2;
+  g_opacity[i] = acc.o;
+}
+
 #define RF_RASTER_KERNELS                                                                                      \
   /* returns the largest number of blobs binned to one tile, and the total of tile-blob pairs */              \
   void rasterize_forward(const RasterGeometry& g, const float* means, const float* theta, const float* scales, \

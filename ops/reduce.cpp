@@ -29,12 +29,7 @@ ReduceIndexer make_reduce_indexer(const Shape& in, const std::vector<bool>& redu
     }
   }
   RF_CHECK(sizes.size() <= (size_t)kMaxDims, "reduction over too many interleaved dimensions: ", in);
-  std::vector<int64_t> strides(sizes.size());
-  int64_t run = 1;
-  for (int d = (int)sizes.size() - 1; d >= 0; --d) {
-    strides[d] = run;
-    run *= sizes[d];
-  }
+  std::vector<int64_t> strides = contiguous_strides(sizes);
   ReduceIndexer ix;
   for (size_t d = 0; d < sizes.size(); ++d) {
     if (flags[d]) {

@@ -10,16 +10,6 @@
 
 namespace rf {
 
-static std::vector<int64_t> contiguous_strides(const Shape& s) {
-  std::vector<int64_t> st(s.size());
-  int64_t run = 1;
-  for (int d = (int)s.size() - 1; d >= 0; --d) {
-    st[d] = run;
-    run *= s[d];
-  }
-  return st;
-}
-
 // dst[offsets along dst_strides] = src[offsets along src_strides] over the index space `sizes`.
 static void strided_copy(const Shape& sizes, float* dst, const std::vector<int64_t>& dst_strides, const float* src,
                          const std::vector<int64_t>& src_strides, Device dev) {
