@@ -26,8 +26,23 @@ class GsDeblurrer : public Deblurrer {
     Tensor depth = model_->cfg.use_depth ? s.depth : Tensor();
     RF_CHECK(!model_->cfg.use_depth || depth.defined(),
              "this gs model was trained with depth maps, and the input has none");
-    return gs_deblur(*model_, s.input.to(dev_), depth.defined() ? depth.to(dev_) : Tensor(), model_->cfg.fit_iters)
-        .sharp.cpu();
+    GsResult r = gs_deblur(*model_, s.input.to(dev_), depth.defined() ? depth.to(dev_) : Tensor(), model_->cfg.fit_iters);
+    double ds1, ds2;
+    scale_change(r.fitted.blobs(), r.deblurred, &ds1, &ds2);
+    n_++;
+    sum_ds1_ += ds1;
+    sum_ds2_ += ds2;
+    sum_fit_psnr_ += r.fit_psnr;
+    sum_fit_seconds_ += r.fit_seconds;
+    return r.sharp.cpu();
+  }
+  nlohmann::json stats() const override {
+    if (!n_) return nlohmann::json::object();
+    return {{"images", n_},
+            {"mean_s1_change", sum_ds1_ / n_},
+            {"mean_s2_change", sum_ds2_ / n_},
+            {"mean_fit_psnr_db", sum_fit_psnr_ / n_},
+            {"mean_fit_seconds", sum_fit_seconds_ / n_}};
   }
   std::string describe() const override {
     return cat("gs (", model_->cfg.use_depth ? "with depth" : "w/o depth", ", ", model_->cfg.fit_iters,
@@ -37,6 +52,8 @@ class GsDeblurrer : public Deblurrer {
  private:
   Device dev_;
   std::unique_ptr<GsModel> model_;
+  int64_t n_ = 0;
+  double sum_ds1_ = 0, sum_ds2_ = 0, sum_fit_psnr_ = 0, sum_fit_seconds_ = 0;
 };
 
 }  // namespace

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "data/loader.h"
 
 namespace rf {
@@ -14,6 +16,8 @@ class Deblurrer {
   // input [3, H, W] in [0, 1] (with depth [1, H, W] when the model uses it) -> sharp [3, H, W] on the CPU.
   virtual Tensor deblur(const LoadedSample& s) = 0;
   virtual std::string describe() const = 0;
+  // Figures the model gathered over the images it deblurred (written into evaluate's summary).
+  virtual nlohmann::json stats() const { return nlohmann::json::object(); }
 };
 
 // Names of the models this build provides.

@@ -182,6 +182,7 @@ EvalResult evaluate(const EvalOptions& o) {
                             {"ssim_gaussian", res.mean.ssim_gaussian},
                             {"mae", res.mean.mae},
                             {"lpips", lp ? nlohmann::json(res.mean.lpips) : nlohmann::json("unavailable (no weights given)")}};
+  if (model) summary["model_stats"] = model->stats();
   write_file_atomic(o.out + "/summary.json", summary.dump(2) + "\n");
   std::ostringstream md;
   md << "| data | scored | images | PSNR (dB) | SSIM | SSIM (Gaussian) | MAE | LPIPS |\n"
@@ -191,6 +192,7 @@ EvalResult evaluate(const EvalOptions& o) {
      << fmt(res.mean.mae, 4) << " | " << (lp ? fmt(res.mean.lpips, 4) : "unavailable") << " |\n\n"
      << "Scored at " << bits << ", " << crop << align
      << ". SSIM: scikit-image's default (7x7 uniform window); SSIM (Gaussian): 11x11, sigma 1.5.\n";
+  if (model && !model->stats().empty()) md << "\nModel figures: " << model->stats().dump() << "\n";
   res.table = md.str();
   write_file_atomic(o.out + "/results.md", res.table);
   return res;
