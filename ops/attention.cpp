@@ -7,14 +7,15 @@
 #include "engine/autograd.h"
 #include "ops/attention_impl.h"
 #include "ops/dispatch.h"
+#include "ops/gemm.h"
 
 namespace rf {
 
 namespace cpu {
 
 // Online softmax, one query at a time: running max m, running sum l, running weighted sum acc.
-void attention_forward(const AttentionGeometry& g, const float* q, const float* k, const float* v, float* out,
-                       float* lse) {
+void attention_forward_reference(const AttentionGeometry& g, const float* q, const float* k, const float* v, float* out,
+                                 float* lse) {
   const int64_t n = g.n, d = g.d;
 #pragma omp parallel for schedule(static) if (g.bh * n > 64)
   for (int64_t r = 0; r < g.bh * n; ++r) {
@@ -40,8 +41,8 @@ void attention_forward(const AttentionGeometry& g, const float* q, const float* 
 
 // P_ij = exp(s_ij - lse_i) recomputed; dS_ij = P_ij (dO_i . v_j - dO_i . O_i). One pass per query for dQ,
 // one per key for dK and dV: every output has a single writer (no races, a fixed order).
-void attention_backward(const AttentionGeometry& g, const float* q, const float* k, const float* v, const float* out,
-                        const float* lse, const float* go, float* gq, float* gk, float* gv) {
+void attention_backward_reference(const AttentionGeometry& g, const float* q, const float* k, const float* v,
+                                  const float* out, const float* lse, const float* go, float* gq, float* gk, float* gv) {
   const int64_t n = g.n, d = g.d;
   std::vector<float> delta(g.bh * n);
 #pragma omp parallel for if (g.bh * n > 256)
@@ -91,6 +92,92 @@ void attention_backward(const AttentionGeometry& g, const float* q, const float*
       gv[r * d + c] = av[c];
     }
   }
+}
+
+// --- the blocked CPU path: 64 queries at a time against their key range, with GEMMs ---------------------
+// The 64 x (key range) score block is the only O(N) buffer: memory stays O(N * d) overall.
+namespace {
+constexpr int64_t kQueryBlock = 64;
+
+struct ScoreBlock {
+  int64_t i0, i1, j0, j1;  // queries [i0, i1), keys [j0, j1)
+};
+
+ScoreBlock block_of(const AttentionGeometry& g, int64_t qb) {
+  ScoreBlock b;
+  b.i0 = qb * kQueryBlock;
+  b.i1 = std::min(g.n, b.i0 + kQueryBlock);
+  b.j0 = b.i0 / g.window * g.window;
+  b.j1 = std::min(g.n, (b.i1 - 1) / g.window * g.window + g.window);
+  return b;
+}
+
+// P = softmax(Q K^T * scale) over each query's window, for one block; returns P in `p` ([bq, nk]) and lse.
+void block_probabilities(const AttentionGeometry& g, const ScoreBlock& b, const float* q, const float* k, float* p,
+                         float* lse) {
+  const int64_t bq = b.i1 - b.i0, nk = b.j1 - b.j0;
+  gemm(gemm_shape(false, true, bq, nk, g.d, g.scale), q + b.i0 * g.d, k + b.j0 * g.d, p);
+  for (int64_t r = 0; r < bq; ++r) {
+    const int64_t i = b.i0 + r, lo = i / g.window * g.window - b.j0, hi = std::min(g.n, lo + b.j0 + g.window) - b.j0;
+    float* row = p + r * nk;
+    float m = -INFINITY;
+    for (int64_t c = lo; c < hi; ++c) m = std::max(m, row[c]);
+    double sum = 0;
+    for (int64_t c = 0; c < nk; ++c) {
+      row[c] = (c >= lo && c < hi) ? std::exp(row[c] - m) : 0.f;
+      sum += row[c];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int64_t c = 0; c < nk; ++c) row[c] *= inv;
+    lse[r] = m + (float)std::log(sum);
+  }
+}
+}  // namespace
+
+void attention_forward(const AttentionGeometry& g, const float* q, const float* k, const float* v, float* out,
+                       float* lse) {
+  const int64_t nqb = (g.n + kQueryBlock - 1) / kQueryBlock;
+#pragma omp parallel for schedule(dynamic) if (g.bh * nqb > 1)
+  for (int64_t t = 0; t < g.bh * nqb; ++t) {
+    const int64_t bh = t / nqb;
+    const ScoreBlock b = block_of(g, t % nqb);
+    const float *qb = q + bh * g.n * g.d, *kb = k + bh * g.n * g.d, *vb = v + bh * g.n * g.d;
+    std::vector<float> p((size_t)((b.i1 - b.i0) * (b.j1 - b.j0)));
+    block_probabilities(g, b, qb, kb, p.data(), lse + bh * g.n + b.i0);
+    gemm(gemm_shape(false, false, b.i1 - b.i0, g.d, b.j1 - b.j0), p.data(), vb + b.j0 * g.d,
+         out + (bh * g.n + b.i0) * g.d);
+  }
+}
+
+void attention_backward(const AttentionGeometry& g, const float* q, const float* k, const float* v, const float* out,
+                        const float* lse, const float* go, float* gq, float* gk, float* gv) {
+  const int64_t nqb = (g.n + kQueryBlock - 1) / kQueryBlock, d = g.d;
+  std::fill(gk, gk + g.bh * g.n * d, 0.f);
+  std::fill(gv, gv + g.bh * g.n * d, 0.f);
+  // Parallel over batch x heads; the query blocks of one head run in order (they add into the same dK, dV).
+#pragma omp parallel for schedule(dynamic) if (g.bh > 1)
+  for (int64_t bh = 0; bh < g.bh; ++bh) {
+    const int64_t off = bh * g.n * d;
+    std::vector<float> p, dp, lse_unused(kQueryBlock);
+    for (int64_t qb = 0; qb < nqb; ++qb) {
+      const ScoreBlock b = block_of(g, qb);
+      const int64_t bq = b.i1 - b.i0, nk = b.j1 - b.j0;
+      p.resize((size_t)(bq * nk));
+      dp.resize((size_t)(bq * nk));
+      block_probabilities(g, b, q + off, k + off, p.data(), lse_unused.data());
+      gemm(gemm_shape(false, true, bq, nk, d), go + off + b.i0 * d, v + off + b.j0 * d, dp.data());  // dO V^T
+      for (int64_t r = 0; r < bq; ++r) {  // dS = P (dP - rowsum(dO * O))
+        const int64_t i = b.i0 + r;
+        float delta = 0.f;
+        for (int64_t c = 0; c < d; ++c) delta += go[off + i * d + c] * out[off + i * d + c];
+        for (int64_t c = 0; c < nk; ++c) dp[r * nk + c] = p[r * nk + c] * (dp[r * nk + c] - delta);
+      }
+      gemm(gemm_shape(false, false, bq, d, nk, g.scale), dp.data(), k + off + b.j0 * d, gq + off + b.i0 * d);
+      gemm(gemm_shape(true, false, nk, d, bq, g.scale, 1.f), dp.data(), q + off + b.i0 * d, gk + off + b.j0 * d);
+      gemm(gemm_shape(true, false, nk, d, bq, 1.f, 1.f), p.data(), go + off + b.i0 * d, gv + off + b.j0 * d);
+    }
+  }
+  (void)lse;
 }
 
 }  // namespace cpu

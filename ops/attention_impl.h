@@ -18,6 +18,12 @@ struct AttentionGeometry {
 
 namespace cpu {
 RF_ATTENTION_KERNELS
+// One query at a time in plain loops: the oracle the blocked (GEMM) CPU path is tested against.
+void attention_forward_reference(const AttentionGeometry& g, const float* q, const float* k, const float* v, float* out,
+                                 float* lse);
+void attention_backward_reference(const AttentionGeometry& g, const float* q, const float* k, const float* v,
+                                  const float* out, const float* lse, const float* grad_out, float* gq, float* gk,
+                                  float* gv);
 }
 namespace gpu {
 RF_ATTENTION_KERNELS
