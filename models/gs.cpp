@@ -140,7 +140,7 @@ nlohmann::json GsConfig::to_json() const {
   return {{"cell", cell},         {"use_depth", use_depth},           {"init_width", init_width},
           {"dim", dim},           {"heads", heads},                   {"blocks", blocks},
           {"ffn_mult", ffn_mult}, {"window", window},                 {"max_full_tokens", max_full_tokens},
-          {"window_beyond", window_beyond}, {"fit_iters", fit_iters}};
+          {"window_beyond", window_beyond}, {"fit_iters", fit_iters}, {"residual", residual}};
 }
 
 GsConfig GsConfig::from_json(const nlohmann::json& j) {
@@ -159,6 +159,7 @@ GsConfig GsConfig::from_json(const nlohmann::json& j) {
   get("max_full_tokens", c.max_full_tokens);
   get("window_beyond", c.window_beyond);
   get("fit_iters", c.fit_iters);
+  get("residual", c.residual);
   RF_CHECK(c.dim % c.heads == 0 && c.dim / c.heads <= 64, "gs config: dim ", c.dim, " must split into ", c.heads,
            " heads of at most 64");
   return c;
@@ -336,7 +337,9 @@ GsResult gs_deblur(GsModel& m, const Tensor& image, const Tensor& depth_in, int 
   Blobs b = fit.params.blobs();
   Tensor d2 = dn.defined() ? depth_at_blobs(dn, b.means) : Tensor();
   r.deblurred = m.deblurrer->forward(b, d2, fit.params.d1, fit.params.log_k, h, w);
-  r.sharp = clamp(rasterize(r.deblurred, h, w), 0.f, 1.f);
+  Tensor out = rasterize(r.deblurred, h, w);
+  if (m.cfg.residual) out = image + (out - rasterize(b, h, w));
+  r.sharp = clamp(out, 0.f, 1.f);
   return r;
 }
 

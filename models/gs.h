@@ -68,6 +68,9 @@ struct GsConfig {
   int64_t window = 0;           // attention: 0 = every blob attends to every blob while N <= max_full_tokens
   int64_t max_full_tokens = 131072, window_beyond = 4096;  // ... and windows of window_beyond tokens beyond
   int fit_iters = 600;          // test-time fitting (Sec. 3.4 (ii))
+  // [ours] Output = input + render(Phi_a) - render(Phi): the deblurrer's change added to the input, so the
+  // fit's own error cancels (the paper outputs render(Phi_a), which carries it). false: the paper's output.
+  bool residual = true;
   nlohmann::json to_json() const;
   static GsConfig from_json(const nlohmann::json& j);
   int64_t window_for(int64_t n) const { return window > 0 ? window : (n <= max_full_tokens ? 0 : window_beyond); }
@@ -125,7 +128,8 @@ struct GsResult {
   double fit_psnr = 0, fit_seconds = 0;
 };
 
-// Sec. 3.4 (i)-(iv): initializer -> fit -> deblurrer -> render. depth may be undefined (w/o depth).
+// Sec. 3.4 (i)-(iv): initializer -> fit -> deblurrer -> render (with cfg.residual, added to the input as
+// a change). depth may be undefined (w/o depth).
 GsResult gs_deblur(GsModel& m, const Tensor& image, const Tensor& depth, int fit_iters, bool verbose = false);
 
 // Mean relative change of s1 and s2 from fitted to deblurred blobs (the paper reports -21% / -19% on DPDD).

@@ -301,3 +301,24 @@ TEST_CASE("fitting reproduces an image; L_reg follows Eq. 14; blob files round t
 }
 
 }  // TEST_SUITE
+
+TEST_SUITE("gs") {
+
+TEST_CASE("gs_deblur: an untrained model returns the input (residual output) or the fitted render (paper)") {
+  GsConfig cfg;
+  cfg.init_width = 8;
+  cfg.dim = 16;
+  cfg.heads = 2;
+  cfg.use_depth = false;
+  manual_seed(8);
+  GsModel m(cfg);
+  Tensor img = clamp(rasterize(random_blobs(30, 32, 32, 31, 1.f, 4.f), 32, 32) * 0.6f + 0.2f, 0.f, 1.f);
+  GsResult r = gs_deblur(m, img, Tensor(), 30);
+  CHECK(max_abs_diff(r.sharp, img) < 2e-2);  // the fresh deblurrer only shrinks blobs by 1e-3 px
+  CHECK(r.fitted.size() == 16 * 16);
+  m.cfg.residual = false;
+  GsResult p = gs_deblur(m, img, Tensor(), 30);
+  CHECK(max_abs_diff(p.sharp, clamp(rasterize(p.fitted.blobs(), 32, 32), 0.f, 1.f)) < 2e-2);
+}
+
+}  // TEST_SUITE

@@ -145,8 +145,11 @@ void train_deblurrer(RunDir& run, GsModel& m, const Dataset& ds, const Options& 
     }
     RF_CHECK(c.h >= o.crop && c.w >= o.crop, ds.samples[i].input, " is smaller than --crop ", o.crop);
   }
-  std::vector<Tensor> targets(ds.samples.size());
-  for (size_t i = 0; i < ds.samples.size(); ++i) targets[i] = read_image(ds.samples[i].target, 3);
+  std::vector<Tensor> targets(ds.samples.size()), inputs(ds.samples.size());
+  for (size_t i = 0; i < ds.samples.size(); ++i) {
+    targets[i] = read_image(ds.samples[i].target, 3);
+    if (m.cfg.residual) inputs[i] = read_image(ds.samples[i].input, 3);
+  }
 
   NamedTensors params = m.deblurrer->named_parameters();
   AdamOptions ao;
@@ -173,12 +176,20 @@ void train_deblurrer(RunDir& run, GsModel& m, const Dataset& ds, const Options& 
       Blobs crop = crop_blobs(c.blobs, c.d2, top, left, o.crop, k, fx, fy, margin, &d2);
       Tensor target = crop_square(targets[idx], top, left, o.crop, k, fx, fy).to(dev);
       Blobs adjusted = m.deblurrer->forward(crop, d2, c.d1, c.log_k, o.crop, o.crop);
+      Tensor before;  // what the deblurrer starts from: the input (residual output) or the fitted render
+      {
+        NoGrad ng;
+        before = m.cfg.residual ? crop_square(inputs[idx], top, left, o.crop, k, fx, fy).to(dev) - rasterize(crop, o.crop, o.crop)
+                                : Tensor();
+      }
       Tensor r = rasterize(adjusted, o.crop, o.crop);
+      if (m.cfg.residual) r = r + before;
       Tensor l = mse_loss(r, target) + 0.3f * (1.f - ssim_index(r, target));
       loss = loss.defined() ? loss + l : l;
       if (step % 50 == 0) {
         NoGrad ng;
-        before_psnr += psnr(clamp(rasterize(crop, o.crop, o.crop), 0.f, 1.f).cpu(), target.cpu()) / o.batch;
+        Tensor start = m.cfg.residual ? before + rasterize(crop, o.crop, o.crop) : rasterize(crop, o.crop, o.crop);
+        before_psnr += psnr(clamp(start, 0.f, 1.f).cpu(), target.cpu()) / o.batch;
         after_psnr += psnr(clamp(r, 0.f, 1.f).cpu(), target.cpu()) / o.batch;
       }
     }
