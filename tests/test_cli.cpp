@@ -59,6 +59,10 @@ TEST_CASE("make_synth -> train_gs -> evaluate -> deblur, with --resume") {
   CHECK(r.output.find("already holds a training run") != std::string::npos);
   r = run("train_gs " + (d / "data") + " --out " + (d / "run") + " --resume");  // finished: writes the result again
   CHECK_MESSAGE(r.code == 0, r.output);
+  r = run("train_gs " + (d / "data") + " --out " + (d / "run2") + " --from " + (d / "run") +
+          " --device cpu --iters 3 --crop 32 --batch 1 --paper-output");  // a deblurrer ablation on the same fits
+  CHECK_MESSAGE(r.code == 0, r.output);
+  CHECK(rf::file_exists(d / "run2/gs.safetensors"));
   r = run("evaluate --data " + (d / "data") + " --model gs --weights " + (d / "run/gs.safetensors") + " --device cpu --out " +
           (d / "eval"));
   CHECK_MESSAGE(r.code == 0, r.output);

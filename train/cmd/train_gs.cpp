@@ -13,6 +13,7 @@
 #include "data/loader.h"
 #include "engine/fileio.h"
 #include "engine/rng.h"
+#include "engine/safetensors.h"
 #include "models/gs.h"
 #include "ops/ops.h"
 #include "train/checkpoint.h"
@@ -29,9 +30,12 @@ static const char* kUsage =
     "usage: train_gs DIR [--out RUN] [--device auto|cpu|cuda] [--iters 20000] [--init-iters 2000]\n"
     "                [--fit-iters 600] [--batch 4] [--crop 128] [--lr 1e-3] [--min-lr 4e-5] [--seed 0]\n"
     "                [--config FILE.json] [--no-depth] [--limit N] [--window N] [--resume] [--layout auto]\n"
+    "                [--from RUN] [--paper-output]\n"
     "DIR: a dataset in any supported layout (its train split). RUN (default runs/gs) receives config.json,\n"
     "log.jsonl, state.json, fits/, checkpoints, report.html and the final weights gs.safetensors.\n"
-    "--window N: attention within windows of N Z-ordered blobs (default: full attention; 256 on the CPU).";
+    "--window N: attention within windows of N Z-ordered blobs (default: full attention; 256 on the CPU).\n"
+    "--from RUN: start at the deblurrer with RUN's initializer and cached fits (for deblurrer ablations).\n"
+    "--paper-output: output render(Phi_a) as the paper does, instead of input + render(Phi_a) - render(Phi).";
 
 namespace {
 
@@ -244,7 +248,7 @@ void write_samples(RunDir& run, GsModel& m, const Dataset& ds, Device dev, int f
 
 int main(int argc, char** argv) {
   return run_main("train_gs", [&] {
-    Args a(argc, argv, kUsage, {"--resume", "--no-depth"});
+    Args a(argc, argv, kUsage, {"--resume", "--no-depth", "--paper-output"});
     RF_CHECK(a.positional().size() == 1, "give exactly one dataset folder\n", kUsage);
     const std::string data = a.positional()[0];
     RunDir run(a.str("--out", "runs/gs"), a.flag("--resume"));
@@ -282,7 +286,9 @@ int main(int argc, char** argv) {
       cfg.window = a.integer("--window", dev == Device::CPU ? 256 : 0);
       cfg.fit_iters = o.fit_iters;
       if (a.flag("--no-depth")) cfg.use_depth = false;
+      if (a.flag("--paper-output")) cfg.residual = false;
     }
+    std::string from = a.str("--from", "");
     std::string layout = a.str("--layout", "auto");
     a.check_all_used();
     RF_CHECK(o.crop % 4 == 0 && o.crop >= 16, "--crop must be a multiple of 4, at least 16");
@@ -310,6 +316,19 @@ int main(int argc, char** argv) {
     if (run.resuming() && file_exists(run.file("checkpoint.safetensors"))) {
       load_checkpoint(run.file("checkpoint.safetensors"), m);
       std::fprintf(stderr, "train_gs: resuming at stage %s, step %lld\n", stage.c_str(), (long long)step);
+    } else if (!from.empty()) {  // another run's initializer and fits; a fresh deblurrer
+      RF_CHECK(!run.resuming(), "--from starts a new run; it cannot be combined with --resume");
+      std::string src = from + "/gs.safetensors";
+      if (!file_exists(src)) src = from + "/checkpoint.safetensors";
+      SafeTensors st = load_safetensors(src);
+      std::map<std::string, Tensor> init;
+      for (auto& [name, t] : st.tensors)
+        if (name.rfind("initializer.", 0) == 0) init[name.substr(12)] = t;
+      m.initializer->load_state_dict(init, true, src);
+      RF_CHECK(fs::is_directory(from + "/fits"), from, " has no fits/ folder to start from");
+      if (!fs::exists(run.file("fits"))) fs::create_directory_symlink(fs::absolute(from + "/fits"), run.file("fits"));
+      stage = "fits";  // completes any fit the source run lacks, then trains the deblurrer
+      std::fprintf(stderr, "train_gs: initializer and fits from %s\n", from.c_str());
     }
     if (stage == "initializer") {
       train_initializer(run, m, ds, o, dev, step);
