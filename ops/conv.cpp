@@ -80,13 +80,6 @@ void col2im_add(const ConvGeometry& g, const float* col, float* img, int64_t oh0
   }
 }
 
-void im2col(const ConvGeometry& g, const float* img, float* col) { im2col(g, img, col, 0, g.h_out); }
-
-void col2im(const ConvGeometry& g, const float* col, float* img) {
-  std::memset(img, 0, sizeof(float) * g.c_in * g.h * g.w);
-  col2im_add(g, col, img, 0, g.h_out);
-}
-
 // A 1x1, stride-1, unpadded convolution needs no unfolding: the image already is its column matrix.
 static bool is_pointwise(const ConvGeometry& g) {
   return g.kh == 1 && g.kw == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;

@@ -27,10 +27,8 @@ namespace cpu {
 RF_CONV_KERNELS
 // Seven nested loops, double accumulation: the oracle for the im2col path.
 void conv2d_naive(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y);
-// Unfold one image [c_in, h, w] into columns [c_in * kh * kw, h_out * w_out], and the scatter-add back
-// (col2im overwrites img). The banded forms cover output rows oh0..oh1-1 only; col2im_add accumulates.
-void im2col(const ConvGeometry& g, const float* img, float* col);
-void col2im(const ConvGeometry& g, const float* col, float* img);
+// Unfold output rows oh0..oh1-1 of one image [c_in, h, w] into columns [c_in * kh * kw, (oh1 - oh0) * w_out],
+// and the scatter-add back (accumulating into img).
 void im2col(const ConvGeometry& g, const float* img, float* col, int64_t oh0, int64_t oh1);
 void col2im_add(const ConvGeometry& g, const float* col, float* img, int64_t oh0, int64_t oh1);
 }  // namespace cpu
