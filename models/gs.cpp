@@ -242,6 +242,7 @@ static std::vector<int64_t> morton_order(const Tensor& means, int64_t h, int64_t
   auto m = means.to_vector();
   const int64_t n = means.size(0);
   std::vector<std::pair<uint64_t, int64_t>> keys(n);
+  const float side = (float)std::max(h, w);
   auto spread = [](uint32_t v) {
     uint64_t x = v;
     x = (x | (x << 16)) & 0x0000FFFF0000FFFFull;
@@ -252,8 +253,9 @@ static std::vector<int64_t> morton_order(const Tensor& means, int64_t h, int64_t
     return x;
   };
   for (int64_t i = 0; i < n; ++i) {
-    uint32_t qx = (uint32_t)(std::fmin(std::fmax(m[2 * i] / (float)w, 0.f), 1.f) * 65535.f);
-    uint32_t qy = (uint32_t)(std::fmin(std::fmax(m[2 * i + 1] / (float)h, 0.f), 1.f) * 65535.f);
+    // One scale for both axes, so that a window covers a square patch of a non-square image too.
+    uint32_t qx = (uint32_t)(std::fmin(std::fmax(m[2 * i] / side, 0.f), 1.f) * 65535.f);
+    uint32_t qy = (uint32_t)(std::fmin(std::fmax(m[2 * i + 1] / side, 0.f), 1.f) * 65535.f);
     keys[i] = {spread(qx) | (spread(qy) << 1), i};
   }
   std::sort(keys.begin(), keys.end());
@@ -266,12 +268,13 @@ Blobs BlobDeblurrer::forward(const Blobs& b, const Tensor& d2, const Tensor& d1,
                              int64_t w) {
   const int64_t n = b.size();
   const Device dev = b.means.device();
-  // Token features (37): position and its Fourier encoding, orientation (mod pi), log-scales, colour,
-  // opacity, depth at the centre, image-level d1 and log K (zeros without depth).
-  Tensor un = b.means / from_vector({(float)w, (float)h}, {1, 2}, dev);
-  std::vector<Tensor> f = {un};
-  for (int k = 0; k < 6; ++k) {
-    Tensor a = un * (3.14159265f * (float)(1 << k));
+  // Token features (31): a Fourier encoding of the position in pixels (periods 4 to 64 px: the same
+  // features for a blob in a training crop and in a whole test image, and fine enough to tell neighbours
+  // apart), orientation (mod pi), log-scales, colour, opacity, depth at the centre, image-level d1 and
+  // log K (zeros without depth). The image size itself is deliberately not a feature.
+  std::vector<Tensor> f;
+  for (int k = 0; k < 5; ++k) {
+    Tensor a = b.means * (2.f * 3.14159265f / (float)(4 << k));
     f.push_back(sin(a));
     f.push_back(cos(a));
   }

@@ -99,7 +99,7 @@ class BlobDeblurrer : public Module {
   explicit BlobDeblurrer(const GsConfig& c);
   // d2 [N] (or undefined), d1 and log_k [1] (or undefined): depth inputs. Returns the adjusted blobs.
   Blobs forward(const Blobs& b, const Tensor& d2, const Tensor& d1, const Tensor& log_k, int64_t height, int64_t width);
-  static constexpr int64_t kTokenFeatures = 37;
+  static constexpr int64_t kTokenFeatures = 31;
 
  private:
   struct Block {

@@ -248,6 +248,29 @@ TEST_CASE("blob deblurrer with windowed attention and depth inputs") {
   CHECK(max_abs_diff(out.scales, b.scales) < 1.001e-3);
 }
 
+// The deblurrer is trained on crops and run on whole images: its tokens must describe a blob the same way
+// in both (a regression: positions were once normalised by the image size, so a test image looked like a
+// 4x finer grid than the training crops).
+TEST_CASE("blob deblurrer: a blob's change depends on its neighbourhood, not on the image size or offset") {
+  GsConfig cfg;
+  cfg.dim = 32;
+  cfg.heads = 2;
+  cfg.window = 0;  // full attention: the result does not depend on the token order
+  manual_seed(7);
+  BlobDeblurrer d(cfg);
+  for (auto& [name, t] : d.named_parameters())
+    if (name == "head.weight") t.copy_(uniform_input({4, cfg.dim}, -0.2f, 0.2f, 25));
+  Blobs b = random_blobs(60, 32, 32, 26, 0.5f, 2.f);
+  Blobs small = d.forward(b, Tensor(), Tensor(), Tensor(), 32, 32);
+  Blobs moved = b;
+  moved.means = b.means + from_vector({64.f, 128.f}, {1, 2});  // a multiple of every encoding period
+  Blobs large = d.forward(moved, Tensor(), Tensor(), Tensor(), 256, 192);
+  CHECK(max_abs_diff(small.scales, b.scales) > 1e-3);  // the head does change the blobs
+  CHECK(max_abs_diff(large.scales, small.scales) < 1e-5);
+  CHECK(max_abs_diff(large.opacity, small.opacity) < 1e-5);
+  CHECK(max_abs_diff(large.theta, small.theta) < 1e-5);
+}
+
 TEST_CASE("initializer: one blob per 2x2 cell, trainable through the rasterizer") {
   GsConfig cfg;
   cfg.init_width = 8;
