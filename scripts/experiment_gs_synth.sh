@@ -6,7 +6,7 @@ set -euo pipefail
 BUILD=${1:-build}
 EXP=${EXP:-exp/gs_synth}
 FIT=${FIT_ITERS:-200}
-ITERS=${ITERS:-1500}
+ITERS=${ITERS:-3000}
 INIT=${INIT_ITERS:-300}
 bin="$BUILD/bin"
 mkdir -p "$EXP"
