@@ -100,11 +100,23 @@ static float* scratch(size_t floats) {
   return buf.data();
 }
 
+// How the three passes walk an image: whole (pointwise, no column matrix) or a band of rows at a time
+// through a scratch column matrix.
+struct Banding {
+  bool pointwise;
+  int64_t rows;  // output rows per band
+  float* col;    // the band's column matrix (null when pointwise)
+};
+
+static Banding banding(const ConvGeometry& g) {
+  const bool pw = is_pointwise(g);
+  const int64_t rows = pw ? g.h_out : band_rows(g);
+  return {pw, rows, pw ? nullptr : scratch((size_t)(g.c_in * g.kh * g.kw * rows * g.w_out))};
+}
+
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
   const int64_t hw_out = g.h_out * g.w_out, k = g.c_in_g() * g.kh * g.kw, cog = g.c_out_g();
-  const bool pw = is_pointwise(g);
-  const int64_t band = pw ? g.h_out : band_rows(g);
-  float* col = pw ? nullptr : scratch((size_t)(g.c_in * g.kh * g.kw * band * g.w_out));
+  const auto [pw, band, col] = banding(g);
   for (int64_t n = 0; n < g.n; ++n) {
     const float* xn = x + n * g.c_in * g.h * g.w;
     float* yn = y + n * g.c_out * hw_out;
@@ -130,9 +142,7 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
 
 void conv2d_backward_data(const ConvGeometry& g, const float* gy, const float* w, float* gx) {
   const int64_t hw_out = g.h_out * g.w_out, k = g.c_in_g() * g.kh * g.kw, cog = g.c_out_g();
-  const bool pw = is_pointwise(g);
-  const int64_t band = pw ? g.h_out : band_rows(g);
-  float* col = pw ? nullptr : scratch((size_t)(g.c_in * g.kh * g.kw * band * g.w_out));
+  const auto [pw, band, col] = banding(g);
   for (int64_t n = 0; n < g.n; ++n) {
     float* gxn = gx + n * g.c_in * g.h * g.w;
     if (!pw) std::memset(gxn, 0, sizeof(float) * g.c_in * g.h * g.w);
@@ -152,9 +162,7 @@ void conv2d_backward_data(const ConvGeometry& g, const float* gy, const float* w
 
 void conv2d_backward_weight(const ConvGeometry& g, const float* x, const float* gy, float* gw) {
   const int64_t hw_out = g.h_out * g.w_out, k = g.c_in_g() * g.kh * g.kw, cog = g.c_out_g();
-  const bool pw = is_pointwise(g);
-  const int64_t band = pw ? g.h_out : band_rows(g);
-  float* col = pw ? nullptr : scratch((size_t)(g.c_in * g.kh * g.kw * band * g.w_out));
+  const auto [pw, band, col] = banding(g);
   std::memset(gw, 0, sizeof(float) * g.c_out * k);
   for (int64_t n = 0; n < g.n; ++n) {
     const float* xn = x + n * g.c_in * g.h * g.w;
