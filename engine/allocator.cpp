@@ -1,5 +1,6 @@
 #include "engine/allocator.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -115,11 +116,19 @@ CachingAllocator& cuda_allocator() {
 }  // namespace
 #endif
 
+// Host tensor bytes now and at the peak (what the tensors hold; malloc's own overhead not counted).
+static std::atomic<size_t> g_cpu_bytes{0}, g_cpu_peak{0};
+
+static size_t cpu_block(size_t bytes) { return bytes == 0 ? 64 : (bytes + 63) / 64 * 64; }
+
 void* device_alloc(Device d, size_t bytes) {
   if (d == Device::CPU) {
-    size_t sz = (bytes + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, sz == 0 ? 64 : sz);
+    size_t sz = cpu_block(bytes);
+    void* p = std::aligned_alloc(64, sz);
     RF_CHECK(p, "out of host memory: could not allocate ", format_bytes(bytes));
+    size_t now = g_cpu_bytes.fetch_add(sz) + sz, peak = g_cpu_peak.load();
+    while (now > peak && !g_cpu_peak.compare_exchange_weak(peak, now)) {
+    }
     return p;
   }
 #ifdef REFOCUS_WITH_CUDA
@@ -133,6 +142,7 @@ void device_free(Device d, void* p, size_t bytes) {
   if (!p) return;
   if (d == Device::CPU) {
     std::free(p);
+    g_cpu_bytes.fetch_sub(cpu_block(bytes));
     return;
   }
 #ifdef REFOCUS_WITH_CUDA
@@ -142,6 +152,9 @@ void device_free(Device d, void* p, size_t bytes) {
 #endif
 }
 
+HostAllocStats host_alloc_stats() { return {g_cpu_bytes.load(), g_cpu_peak.load()}; }
+void host_reset_peak() { g_cpu_peak.store(g_cpu_bytes.load()); }
+
 CudaAllocStats cuda_alloc_stats() {
 #ifdef REFOCUS_WITH_CUDA
   auto& a = cuda_allocator();
@@ -149,6 +162,14 @@ CudaAllocStats cuda_alloc_stats() {
   return a.st;
 #else
   return {};
+#endif
+}
+
+void cuda_reset_peak() {
+#ifdef REFOCUS_WITH_CUDA
+  auto& a = cuda_allocator();
+  std::lock_guard<std::mutex> lock(a.mu);
+  a.st.peak_allocated_bytes = a.st.allocated_bytes;
 #endif
 }
 

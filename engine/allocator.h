@@ -25,6 +25,16 @@ struct CudaAllocStats {
 };
 
 CudaAllocStats cuda_alloc_stats();
+// The peak since the last reset, so that a benchmark can measure one step.
+void cuda_reset_peak();
+
+// Host tensors: bytes held now and the peak (64-byte rounded requests).
+struct HostAllocStats {
+  size_t allocated_bytes = 0;
+  size_t peak_allocated_bytes = 0;
+};
+HostAllocStats host_alloc_stats();
+void host_reset_peak();
 // Return all cached blocks to the driver.
 void cuda_empty_cache();
 // Turn caching off (every free goes straight to cudaFree) — for measuring what caching buys.

@@ -4,7 +4,6 @@
 #include <unordered_set>
 #include <utility>
 
-#include "ops/elementwise.h"
 
 namespace rf {
 
@@ -23,10 +22,21 @@ bool needs_grad(std::initializer_list<Tensor> inputs) {
   return false;
 }
 
-void record(Tensor& out, const char* name, std::vector<Tensor> inputs, BackwardFn fn) {
+void record(Tensor& out, const char* name, const std::vector<Tensor>& inputs, BackwardFn fn) {
   auto node = std::make_shared<Node>();
   node->name = name;
-  node->inputs = std::move(inputs);
+  node->next.resize(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const Tensor& in = inputs[i];
+    if (!in.defined() || !in.requires_grad()) continue;
+    Edge& e = node->next[i];
+    if (in.is_leaf())
+      e.leaf = in.impl_ptr();
+    else
+      e.node = in.impl()->grad_fn;
+    e.shape = in.shape();
+    e.device = in.device();
+  }
   node->backward = std::move(fn);
   out.impl()->grad_fn = std::move(node);
   out.impl()->requires_grad = true;
@@ -34,37 +44,31 @@ void record(Tensor& out, const char* name, std::vector<Tensor> inputs, BackwardF
 
 // A leaf's first gradient is copied, so that two leaves never share one gradient buffer (an in-place
 // update of one, e.g. clipping, must not touch the other); later ones are added in place.
-static void accumulate_leaf(const Tensor& leaf, const Tensor& g) {
-  TensorImpl* impl = leaf.impl();
+static void accumulate_leaf(TensorImpl* impl, const Tensor& g) {
   if (!impl->grad) {
     Tensor c = empty_like(g);
     c.copy_(g);
     impl->grad = c.impl_ptr();
   } else {
     Tensor acc(impl->grad);
-    add_(acc, g);
+    acc.add_(g);
   }
 }
 
-// Nodes reachable from root, children before parents (iterative post-order DFS).
-static std::vector<std::shared_ptr<TensorImpl>> topological_order(const Tensor& root) {
-  std::vector<std::shared_ptr<TensorImpl>> order;
-  std::unordered_set<TensorImpl*> visited;
-  std::vector<std::pair<std::shared_ptr<TensorImpl>, size_t>> stack;
-  stack.push_back({root.impl_ptr(), 0});
-  visited.insert(root.impl());
+// Nodes reachable from root, children before parents (iterative post-order DFS). The list owns the nodes:
+// the walk frees each node's edges after running it, and a node whose tensor is gone lives on the edges.
+static std::vector<std::shared_ptr<Node>> topological_order(const std::shared_ptr<Node>& root) {
+  std::vector<std::shared_ptr<Node>> order;
+  std::unordered_set<Node*> visited{root.get()};
+  std::vector<std::pair<std::shared_ptr<Node>, size_t>> stack{{root, 0}};
   while (!stack.empty()) {
-    auto& [impl, next] = stack.back();
-    Node* node = impl->grad_fn.get();
-    if (node && next < node->inputs.size()) {
-      const Tensor& in = node->inputs[next++];
-      if (in.defined() && in.impl()->grad_fn && in.requires_grad() && !visited.count(in.impl())) {
-        visited.insert(in.impl());
-        stack.push_back({in.impl_ptr(), 0});
-      }
+    auto& [node, next] = stack.back();
+    if (next < node->next.size()) {
+      const std::shared_ptr<Node>& child = node->next[next++].node;
+      if (child && visited.insert(child.get()).second) stack.push_back({child, 0});
       continue;
     }
-    order.push_back(impl);
+    order.push_back(std::move(node));
     stack.pop_back();
   }
   return order;
@@ -81,39 +85,45 @@ void backward(const Tensor& root, const Tensor& grad_output) {
   RF_CHECK(g0.shape() == root.shape(), "backward: grad_output ", describe(g0), " does not match ", describe(root));
   NoGrad no_grad;
   if (root.is_leaf()) {
-    accumulate_leaf(root, g0);
+    accumulate_leaf(root.impl(), g0);
     return;
   }
-  auto order = topological_order(root);
-  std::unordered_map<TensorImpl*, Tensor> grads;
-  grads[root.impl()] = g0;
+  auto order = topological_order(root.impl()->grad_fn);
+  std::unordered_map<Node*, Tensor> grads;
+  grads[order.back().get()] = g0;
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    TensorImpl* impl = it->get();
-    auto gi = grads.find(impl);
+    std::shared_ptr<Node> owned = std::move(*it);  // released at the end of this iteration
+    Node& node = *owned;
+    auto gi = grads.find(&node);
     if (gi == grads.end()) continue;
     Tensor g = gi->second;
     grads.erase(gi);
-    Node& node = *impl->grad_fn;
     RF_CHECK(node.backward, "backward through '", node.name,
              "' a second time: a graph is walked once; run the forward pass again");
     std::vector<Tensor> gin = node.backward(g);
-    RF_CHECK(gin.size() == node.inputs.size(), "internal: backward of '", node.name, "' returned ", gin.size(),
-             " gradients for ", node.inputs.size(), " inputs");
+    g = Tensor();
+    RF_CHECK(gin.size() == node.next.size(), "internal: backward of '", node.name, "' returned ", gin.size(),
+             " gradients for ", node.next.size(), " inputs");
     for (size_t j = 0; j < gin.size(); ++j) {
-      const Tensor& in = node.inputs[j];
-      if (!in.defined() || !in.requires_grad() || !gin[j].defined()) continue;
-      RF_CHECK(gin[j].shape() == in.shape() && gin[j].device() == in.device(), "internal: backward of '",
-               node.name, "' gave a gradient ", describe(gin[j]), " for input ", j, " of ", describe(in));
-      if (in.is_leaf()) {
-        accumulate_leaf(in, gin[j]);
+      const Edge& e = node.next[j];
+      if (!e.active() || !gin[j].defined()) continue;
+      RF_CHECK(gin[j].shape() == e.shape && gin[j].device() == e.device, "internal: backward of '", node.name,
+               "' gave a gradient ", describe(gin[j]), " for input ", j, " of shape ", e.shape);
+      if (e.leaf) {
+        accumulate_leaf(e.leaf.get(), gin[j]);
       } else {
-        Tensor& slot = grads[in.impl()];
-        slot = slot.defined() ? add(slot, gin[j]) : gin[j];
+        Tensor& slot = grads[e.node.get()];
+        if (!slot.defined())
+          slot = gin[j];
+        else if (slot.impl()->storage.use_count() == 1 && slot.impl_ptr().use_count() == 1)
+          slot.add_(gin[j]);  // the sum is ours alone: add in place
+        else
+          slot = sum_of(slot, gin[j]);
       }
     }
-    // Free what the closure holds now: activations go as soon as they are no longer needed.
+    // Free what the node holds now: saved activations go as soon as they are no longer needed.
     node.backward = nullptr;
-    node.inputs.clear();
+    node.next.clear();
   }
 }
 

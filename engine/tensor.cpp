@@ -105,6 +105,28 @@ Tensor& Tensor::fill_(float v) {
   return *this;
 }
 
+Tensor& Tensor::add_(const Tensor& src) {
+  RF_CHECK(src.shape() == shape() && src.device() == device(), "add_: ", describe(src), " cannot be added to ",
+           describe(*this));
+  int64_t n = numel();
+  if (device() == Device::CPU) {
+    float* d = data();
+    const float* s = src.data();
+#pragma omp parallel for if (n > (1 << 15))
+    for (int64_t i = 0; i < n; ++i) d[i] += s[i];
+  } else {
+#ifdef REFOCUS_WITH_CUDA
+    gpu::add_inplace(data(), src.data(), n);
+#endif
+  }
+  return *this;
+}
+
+Tensor sum_of(const Tensor& a, const Tensor& b) {
+  Tensor out = a.detach().clone();
+  return out.add_(b);
+}
+
 Tensor& Tensor::copy_(const Tensor& src) {
   RF_CHECK(src.numel() == numel(), "copy_: source ", describe(src), " and destination ", describe(*this),
            " differ in size");

@@ -82,6 +82,7 @@ class Tensor {
   // In-place data operations, outside autograd (for initialisers, optimizers, buffers).
   Tensor& fill_(float v);
   Tensor& copy_(const Tensor& src);  // same numel; devices may differ
+  Tensor& add_(const Tensor& src);   // same shape and device (gradient accumulation)
   // Move this tensor's data to another device in place, keeping its identity (for Module::to).
   void move_to_(Device d);
 
@@ -103,6 +104,9 @@ Tensor arange(int64_t n, Device d = Device::CPU);
 Tensor empty_like(const Tensor& t);
 Tensor zeros_like(const Tensor& t);
 Tensor ones_like(const Tensor& t);
+
+// a + b for two tensors of the same shape and device, outside autograd (gradient sums).
+Tensor sum_of(const Tensor& a, const Tensor& b);
 
 // Raw copy of bytes between any two devices.
 void copy_bytes(Device dst_dev, void* dst, Device src_dev, const void* src, size_t bytes);

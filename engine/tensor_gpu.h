@@ -4,4 +4,5 @@
 
 namespace rf::gpu {
 void fill(float* p, int64_t n, float v);
+void add_inplace(float* dst, const float* src, int64_t n);  // dst += src
 }  // namespace rf::gpu

@@ -7,10 +7,10 @@
 #include "engine/safetensors.h"
 #include "ops/attention.h"
 #include "ops/ops.h"
-#include "train/cli.h"
-#include "train/losses.h"
-#include "train/metrics.h"
-#include "train/optim.h"
+#include "engine/progress.h"
+#include "layers/losses.h"
+#include "data/metrics.h"
+#include "layers/optim.h"
 
 namespace rf {
 

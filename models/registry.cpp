@@ -4,7 +4,7 @@
 #include <map>
 
 #include "models/gs.h"
-#include "train/checkpoint.h"
+#include "layers/checkpoint.h"
 
 namespace rf {
 

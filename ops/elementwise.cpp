@@ -162,22 +162,15 @@ static const char* binary_name(BinaryOp op) {
   return "binary";
 }
 
-// Gradient for one operand of a binary op, summed over the dimensions it was broadcast along.
+// Gradient for one operand of div, maximum or minimum, summed over the dimensions it was broadcast along.
 static Tensor binary_grad(BinaryOp op, int which, const Tensor& a, const Tensor& b, const Tensor& g) {
   const Tensor& mine = which == 0 ? a : b;
-  Tensor full;
-  if (op == BinaryOp::Add || (op == BinaryOp::Sub && which == 0)) {
-    full = g;
-  } else if (op == BinaryOp::Sub) {
-    full = neg(g);
-  } else {
-    full = empty_like(g);
-    StridedIndexer ix = make_broadcast_indexer(g.shape(), a.shape(), b.shape());
-    if (g.is_cuda())
-      RF_GPU(gpu::binary_backward(op, which, ix, a.data(), b.data(), g.data(), full.data(), g.numel()));
-    else
-      cpu::binary_backward(op, which, ix, a.data(), b.data(), g.data(), full.data(), g.numel());
-  }
+  Tensor full = empty_like(g);
+  StridedIndexer ix = make_broadcast_indexer(g.shape(), a.shape(), b.shape());
+  if (g.is_cuda())
+    RF_GPU(gpu::binary_backward(op, which, ix, a.data(), b.data(), g.data(), full.data(), g.numel()));
+  else
+    cpu::binary_backward(op, which, ix, a.data(), b.data(), g.data(), full.data(), g.numel());
   return full.shape() == mine.shape() ? full : sum_to(full, mine.shape());
 }
 
@@ -192,10 +185,29 @@ static Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   else
     cpu::binary_forward(op, ix, a.data(), b.data(), out.data(), out.numel());
   if (needs_grad({a, b})) {
-    record(out, name, {a, b}, [op, a, b](const Tensor& g) {
-      return std::vector<Tensor>{a.requires_grad() ? binary_grad(op, 0, a, b, g) : Tensor(),
-                                 b.requires_grad() ? binary_grad(op, 1, a, b, g) : Tensor()};
-    });
+    const bool ga = a.requires_grad(), gb = b.requires_grad();
+    if (op == BinaryOp::Add || op == BinaryOp::Sub) {  // the gradients need only the shapes
+      Shape sa = a.shape(), sb = b.shape();
+      record(out, name, {a, b}, [op, ga, gb, sa, sb](const Tensor& g) {
+        Tensor gb_full = gb ? (op == BinaryOp::Sub ? neg(g) : g) : Tensor();
+        return std::vector<Tensor>{ga ? (g.shape() == sa ? g : sum_to(g, sa)) : Tensor(),
+                                   gb ? (g.shape() == sb ? gb_full : sum_to(gb_full, sb)) : Tensor()};
+      });
+    } else if (op == BinaryOp::Mul) {  // each gradient needs only the other operand
+      Tensor a_kept = gb ? a.detach() : Tensor(), b_kept = ga ? b.detach() : Tensor();
+      Shape sa = a.shape(), sb = b.shape();
+      record(out, name, {a, b}, [a_kept, b_kept, sa, sb](const Tensor& g) {
+        Tensor da = b_kept.defined() ? mul(g, b_kept) : Tensor(), db = a_kept.defined() ? mul(g, a_kept) : Tensor();
+        if (da.defined() && da.shape() != sa) da = sum_to(da, sa);
+        if (db.defined() && db.shape() != sb) db = sum_to(db, sb);
+        return std::vector<Tensor>{da, db};
+      });
+    } else {
+      Tensor ak = a.detach(), bk = b.detach();
+      record(out, name, {a, b}, [op, ga, gb, ak, bk](const Tensor& g) {
+        return std::vector<Tensor>{ga ? binary_grad(op, 0, ak, bk, g) : Tensor(), gb ? binary_grad(op, 1, ak, bk, g) : Tensor()};
+      });
+    }
   }
   return out;
 }
@@ -214,13 +226,16 @@ static Tensor unary(UnaryOp op, const char* name, const Tensor& x, float p0 = 0.
   else
     cpu::unary_forward(op, x.data(), y.data(), x.numel(), p0, p1);
   if (needs_grad({x})) {
-    Tensor ys = y.detach();  // saved without its node: no reference cycle
-    record(y, name, {x}, [op, x, ys, p0, p1](const Tensor& g) {
+    // The one value the backward reads (unary_saves), passed for both x and y.
+    UnarySaves saves = unary_saves(op);
+    Tensor kept = saves == UnarySaves::Input ? x.detach() : saves == UnarySaves::Output ? y.detach() : Tensor();
+    record(y, name, {x}, [op, kept, p0, p1](const Tensor& g) {
       Tensor gx = empty_like(g);
+      const float* v = kept.defined() ? kept.data() : g.data();
       if (g.is_cuda())
-        RF_GPU(gpu::unary_backward(op, x.data(), ys.data(), g.data(), gx.data(), g.numel(), p0, p1));
+        RF_GPU(gpu::unary_backward(op, v, v, g.data(), gx.data(), g.numel(), p0, p1));
       else
-        cpu::unary_backward(op, x.data(), ys.data(), g.data(), gx.data(), g.numel(), p0, p1);
+        cpu::unary_backward(op, v, v, g.data(), gx.data(), g.numel(), p0, p1);
       return std::vector<Tensor>{gx};
     });
   }

@@ -37,7 +37,24 @@ RF_HD float unary_fwd(UnaryOp op, float x, float p0, float p1) {
   return 0.f;
 }
 
-// d(out)/d(x) times the incoming gradient g; y is the forward output.
+// What a unary op's backward reads: nothing, its input x, or its output y. Autograd keeps only that one
+// (an activation's input is often freed that way: relu keeps its output, which the next layer keeps anyway).
+enum class UnarySaves { Nothing, Input, Output };
+inline UnarySaves unary_saves(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::Neg:
+    case UnaryOp::Affine: return UnarySaves::Nothing;
+    case UnaryOp::Exp:
+    case UnaryOp::Sqrt:
+    case UnaryOp::Relu:
+    case UnaryOp::Sigmoid:
+    case UnaryOp::Tanh: return UnarySaves::Output;
+    default: return UnarySaves::Input;
+  }
+}
+
+// d(out)/d(x) times the incoming gradient g; y is the forward output. Only the value unary_saves() names is
+// read (the other argument may hold anything).
 RF_HD float unary_bwd(UnaryOp op, float x, float y, float g, float p0, float p1) {
   switch (op) {
     case UnaryOp::Neg: return -g;
@@ -47,7 +64,7 @@ RF_HD float unary_bwd(UnaryOp op, float x, float y, float g, float p0, float p1)
     case UnaryOp::Pow: return g * p0 * powf(x, p0 - 1.f);
     case UnaryOp::Abs: return x > 0.f ? g : (x < 0.f ? -g : 0.f);
     case UnaryOp::Clamp: return (x >= p0 && x <= p1) ? g : 0.f;
-    case UnaryOp::Relu: return x > 0.f ? g : 0.f;
+    case UnaryOp::Relu: return y > 0.f ? g : 0.f;  // y > 0 exactly where x > 0
     case UnaryOp::LeakyRelu: return x > 0.f ? g : p0 * g;
     case UnaryOp::Sigmoid: return g * y * (1.f - y);
     case UnaryOp::Tanh: return g * (1.f - y * y);

@@ -15,7 +15,7 @@
 #include "engine/fileio.h"
 #include "engine/safetensors.h"
 #include "tests/harness.h"
-#include "train/metrics.h"
+#include "data/metrics.h"
 
 using namespace rf;
 using namespace rft;

@@ -15,8 +15,8 @@
 #include "ops/conv_impl.h"
 #include "ops/gemm.h"
 #include "tests/harness.h"
-#include "train/checkpoint.h"
-#include "train/optim.h"
+#include "layers/checkpoint.h"
+#include "layers/optim.h"
 
 using namespace rf;
 using namespace rft;

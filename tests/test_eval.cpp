@@ -10,8 +10,8 @@
 #include "engine/safetensors.h"
 #include "tests/harness.h"
 #include "train/evaluate.h"
-#include "train/lpips.h"
-#include "train/metrics.h"
+#include "models/lpips.h"
+#include "data/metrics.h"
 
 using namespace rf;
 using namespace rft;
@@ -139,7 +139,7 @@ TEST_CASE("evaluate --align recovers a gain and a shift") {
 
 }  // TEST_SUITE
 
-#include "train/losses.h"
+#include "layers/losses.h"
 
 TEST_SUITE("losses") {
 

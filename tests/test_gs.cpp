@@ -175,8 +175,8 @@ TEST_CASE("fused attention equals the naive softmax(QK^T/sqrt(d))V, forward and 
 
 #include "data/loader.h"
 #include "models/gs.h"
-#include "train/losses.h"
-#include "train/metrics.h"
+#include "layers/losses.h"
+#include "data/metrics.h"
 
 TEST_SUITE("gs") {
 

@@ -6,8 +6,8 @@
 
 #include "layers/layers.h"
 #include "tests/harness.h"
-#include "train/checkpoint.h"
-#include "train/optim.h"
+#include "layers/checkpoint.h"
+#include "layers/optim.h"
 
 using namespace rf;
 using namespace rft;

@@ -1,6 +1,7 @@
 // Command-line plumbing shared by the programs in train/cmd/: a small flag parser and a main() wrapper
 // that turns any error into one sentence on stderr and a non-zero exit.
 #pragma once
+#include "engine/progress.h"  // the programs' progress lines
 #include <functional>
 #include <map>
 #include <set>
@@ -35,23 +36,5 @@ class Args {
 // Runs body; on error prints "<program>: <message>" and returns 1. --help prints the usage and returns 0.
 int run_main(const char* program, const std::function<int()>& body);
 
-// "12.3 s", "4 min 05 s", ...
-std::string format_duration(double seconds);
-
-// A progress line on stderr: "label 37/100 (37%), 2.1 /s, ETA 30 s", redrawn in place on a terminal.
-class Progress {
- public:
-  Progress(std::string label, int64_t total);
-  void update(int64_t done, const std::string& extra = "");
-  void finish(const std::string& extra = "");
-
- private:
-  std::string label_;
-  int64_t total_;
-  double start_, last_print_ = -1;
-  bool tty_;
-};
-
-double now_seconds();
 
 }  // namespace rf

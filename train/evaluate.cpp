@@ -13,8 +13,8 @@
 #include "models/registry.h"
 #include "ops/ops.h"
 #include "train/cli.h"
-#include "train/lpips.h"
-#include "train/metrics.h"
+#include "models/lpips.h"
+#include "data/metrics.h"
 
 namespace fs = std::filesystem;
 

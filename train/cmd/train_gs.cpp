@@ -16,11 +16,11 @@
 #include "engine/safetensors.h"
 #include "models/gs.h"
 #include "ops/ops.h"
-#include "train/checkpoint.h"
+#include "layers/checkpoint.h"
 #include "train/cli.h"
-#include "train/losses.h"
-#include "train/metrics.h"
-#include "train/optim.h"
+#include "layers/losses.h"
+#include "data/metrics.h"
+#include "layers/optim.h"
 #include "train/run_dir.h"
 
 using namespace rf;

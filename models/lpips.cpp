@@ -1,4 +1,4 @@
-#include "train/lpips.h"
+#include "models/lpips.h"
 
 #include "engine/safetensors.h"
 

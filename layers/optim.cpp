@@ -1,11 +1,11 @@
-#include "train/optim.h"
+#include "layers/optim.h"
 
 #include <cmath>
 
 #include "engine/safetensors.h"
 #include "ops/dispatch.h"
 #include "ops/ops.h"
-#include "train/optim_impl.h"
+#include "layers/optim_impl.h"
 
 namespace rf {
 

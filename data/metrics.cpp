@@ -1,4 +1,4 @@
-#include "train/metrics.h"
+#include "data/metrics.h"
 
 #include <cmath>
 #include <vector>

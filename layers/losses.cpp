@@ -1,4 +1,4 @@
-#include "train/losses.h"
+#include "layers/losses.h"
 
 #include "ops/ops.h"
 #include "ops/separable.h"

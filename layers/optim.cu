@@ -1,5 +1,5 @@
 #include "engine/cuda_check.h"
-#include "train/optim_impl.h"
+#include "layers/optim_impl.h"
 
 namespace rf::gpu {
 

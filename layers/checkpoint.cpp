@@ -1,4 +1,4 @@
-#include "train/checkpoint.h"
+#include "layers/checkpoint.h"
 
 #include "engine/safetensors.h"
 
