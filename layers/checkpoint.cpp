@@ -13,13 +13,20 @@ void save_checkpoint(const std::string& path, const Module& m, const CheckpointI
                     {"config", info.config.dump()}});
 }
 
-static CheckpointInfo info_from(const std::string& path, std::map<std::string, std::string>& meta) {
+CheckpointInfo parse_checkpoint_info(const std::string& path, const std::map<std::string, std::string>& meta) {
   CheckpointInfo info;
-  info.model = meta["model"];
-  if (meta.count("step")) info.step = std::stoll(meta["step"]);
+  auto get = [&](const char* k) { auto it = meta.find(k); return it == meta.end() ? std::string() : it->second; };
+  info.model = get("model");
+  if (meta.count("step")) {
+    try {
+      info.step = std::stoll(get("step"));
+    } catch (const std::exception&) {
+      throw Error(cat(path, ": the step in the checkpoint metadata is not a number ('", get("step"), "')"));
+    }
+  }
   if (meta.count("config")) {
     try {
-      info.config = nlohmann::json::parse(meta["config"]);
+      info.config = nlohmann::json::parse(get("config"));
     } catch (const std::exception& e) {
       throw Error(cat(path, ": the config in the checkpoint metadata is not valid JSON (", e.what(), ")"));
     }
@@ -29,13 +36,13 @@ static CheckpointInfo info_from(const std::string& path, std::map<std::string, s
 
 CheckpointInfo read_checkpoint_info(const std::string& path) {
   SafeTensors st = load_safetensors(path);
-  return info_from(path, st.metadata);
+  return parse_checkpoint_info(path, st.metadata);
 }
 
 CheckpointInfo load_checkpoint(const std::string& path, Module& m) {
   SafeTensors st = load_safetensors(path);
   m.load_state_dict(st.tensors, true, path);
-  return info_from(path, st.metadata);
+  return parse_checkpoint_info(path, st.metadata);
 }
 
 }  // namespace rf

@@ -46,33 +46,49 @@ Tensor& Optimizer::slot(size_t i, size_t s) {
   return v[s];
 }
 
-void Optimizer::save(const std::string& path) const {
+NamedTensors Optimizer::state_tensors() const {
   NamedTensors out;
   auto names = slot_names();
   for (size_t i = 0; i < params_.size(); ++i)
     for (size_t s = 0; s < slots_[i].size(); ++s)
       if (slots_[i][s].defined()) out.emplace_back(params_[i].first + "." + names[s], slots_[i][s]);
-  save_safetensors(path, out, {{"optimizer", kind()}, {"step", std::to_string(step_)}, {"lr", std::to_string(lr_)}});
+  return out;
 }
 
-void Optimizer::load(const std::string& path) {
-  SafeTensors st = load_safetensors(path);
-  RF_CHECK(st.metadata["optimizer"] == kind(), path, ": holds '", st.metadata["optimizer"], "' optimizer state, not ",
-           kind());
+std::map<std::string, std::string> Optimizer::state_metadata() const {
+  return {{"optimizer", kind()}, {"step", std::to_string(step_)}, {"lr", std::to_string(lr_)}};
+}
+
+void Optimizer::save(const std::string& path) const { save_safetensors(path, state_tensors(), state_metadata()); }
+
+void Optimizer::load_state(const std::map<std::string, Tensor>& tensors, const std::map<std::string, std::string>& meta,
+                           const std::string& source) {
+  auto kind_it = meta.find("optimizer");
+  std::string k = kind_it == meta.end() ? "" : kind_it->second;
+  RF_CHECK(k == kind(), source, ": holds '", k, "' optimizer state, not ", kind());
   auto names = slot_names();
   size_t used = 0;
   for (size_t i = 0; i < params_.size(); ++i)
     for (size_t s = 0; s < names.size(); ++s) {
-      auto it = st.tensors.find(params_[i].first + "." + names[s]);
-      if (it == st.tensors.end()) continue;
-      RF_CHECK(it->second.shape() == params_[i].second.shape(), path, ": state '", it->first, "' has shape ",
+      auto it = tensors.find(params_[i].first + "." + names[s]);
+      if (it == tensors.end()) continue;
+      RF_CHECK(it->second.shape() == params_[i].second.shape(), source, ": state '", it->first, "' has shape ",
                it->second.shape(), " but the parameter is ", params_[i].second.shape());
       slot(i, s).copy_(it->second);
       used++;
     }
-  RF_CHECK(used == st.tensors.size(), path, ": ", st.tensors.size() - used,
-           " optimizer tensors match no parameter of this model");
-  step_ = std::stoll(st.metadata["step"]);
+  RF_CHECK(used == tensors.size(), source, ": ", tensors.size() - used, " optimizer tensors match no parameter of this model");
+  auto step_it = meta.find("step");
+  try {
+    step_ = step_it == meta.end() ? 0 : std::stoll(step_it->second);
+  } catch (const std::exception&) {
+    throw Error(cat(source, ": the optimizer step '", step_it->second, "' is not a number"));
+  }
+}
+
+void Optimizer::load(const std::string& path) {
+  SafeTensors st = load_safetensors(path);
+  load_state(st.tensors, st.metadata, path);
 }
 
 SGD::SGD(NamedTensors params, SGDOptions o) : Optimizer(std::move(params), o.lr), o_(o) {}
@@ -117,13 +133,18 @@ void Adam::step() {
   }
 }
 
-float clip_grad_norm(const std::vector<Tensor>& params, float max_norm) {
+float grad_norm(const std::vector<Tensor>& params) {
   NoGrad ng;
   double total = 0;
   for (const Tensor& p : params)
     if (p.grad().defined()) total += sum(square(p.grad())).item();
-  float norm = (float)std::sqrt(total);
+  return (float)std::sqrt(total);
+}
+
+float clip_grad_norm(const std::vector<Tensor>& params, float max_norm) {
+  float norm = grad_norm(params);
   if (norm > max_norm) {
+    NoGrad ng;
     float s = max_norm / (norm + 1e-6f);
     for (const Tensor& p : params)
       if (p.grad().defined()) {

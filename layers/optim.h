@@ -1,5 +1,6 @@
 // Optimizers (PyTorch's update rules), learning-rate schedules and gradient clipping.
 #pragma once
+#include <map>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,13 @@ class Optimizer {
   // load() checks that the file belongs to the same parameters.
   void save(const std::string& path) const;
   void load(const std::string& path);
+  // The same state in memory (for checkpoints that hold weights and optimizer state in one file): tensors
+  // "<param>.<slot>" and metadata {optimizer, step, lr}. `source` names the file in errors.
+  NamedTensors state_tensors() const;
+  std::map<std::string, std::string> state_metadata() const;
+  void load_state(const std::map<std::string, Tensor>& tensors, const std::map<std::string, std::string>& metadata,
+                  const std::string& source);
+  const NamedTensors& named_params() const { return params_; }
 
  protected:
   virtual const char* kind() const = 0;
@@ -75,6 +83,8 @@ class AdamW : public Adam {
 
 // Scale all gradients so their global L2 norm is at most max_norm; returns the norm before scaling.
 float clip_grad_norm(const std::vector<Tensor>& params, float max_norm);
+// The global L2 norm of the gradients (NaN or Inf when any gradient is not finite).
+float grad_norm(const std::vector<Tensor>& params);
 
 // Learning rate as a function of the step (PyTorch's StepLR, MultiStepLR, CosineAnnealingLR, ExponentialLR).
 struct LRSchedule {

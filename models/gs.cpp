@@ -317,6 +317,57 @@ GsModel::GsModel(const GsConfig& c) : cfg(c) {
   deblurrer = register_module("deblurrer", std::make_shared<BlobDeblurrer>(c));
 }
 
+std::string GsModel::describe() const {
+  return cat("gs (", cfg.use_depth ? "with depth" : "w/o depth", ", ", cfg.fit_iters, " fitting iterations)");
+}
+
+Tensor GsModel::deblur(const Tensor& input, const Tensor& depth, const Tensor& defocus) {
+  std::vector<Tensor> out;
+  for (int64_t i = 0; i < input.size(0); ++i) {
+    GsResult r = gs_deblur(*this, input[i], cfg.use_depth ? depth[i] : Tensor(), cfg.fit_iters);
+    double ds1, ds2;
+    scale_change(r.fitted.blobs(), r.deblurred, &ds1, &ds2);
+    images_++;
+    sum_ds1_ += ds1;
+    sum_ds2_ += ds2;
+    sum_fit_psnr_ += r.fit_psnr;
+    sum_fit_seconds_ += r.fit_seconds;
+    out.push_back(unsqueeze(r.sharp, 0));
+  }
+  return concat(out, 0);
+}
+
+nlohmann::json GsModel::stats() const {
+  if (!images_) return nlohmann::json::object();
+  const double n = (double)images_;
+  return {{"images", images_},
+          {"mean_s1_change", sum_ds1_ / n},
+          {"mean_s2_change", sum_ds2_ / n},
+          {"mean_fit_psnr_db", sum_fit_psnr_ / n},
+          {"mean_fit_seconds", sum_fit_seconds_ / n}};
+}
+
+nlohmann::json gs_config_from_state_dict(std::map<std::string, Tensor>& t) {
+  auto need = [&](const std::string& k) -> const Tensor& {
+    auto it = t.find(k);
+    RF_CHECK(it != t.end(), "gs: the state dict has no '", k, "'");
+    return it->second;
+  };
+  GsConfig c;
+  const Tensor& enc = need("initializer.enc1.0.weight");  // [width, 3 (+1 depth), 3, 3]
+  c.init_width = enc.size(0);
+  c.use_depth = enc.size(1) == 4;
+  const Tensor& embed = need("deblurrer.embed.weight");  // [dim, token features]
+  c.dim = embed.size(0);
+  c.blocks = 0;
+  while (t.count(cat("deblurrer.blocks.", c.blocks, ".fc1.weight"))) c.blocks++;
+  RF_CHECK(c.blocks > 0, "gs: the state dict has no deblurrer blocks (deblurrer.blocks.0.fc1.weight)");
+  c.ffn_mult = need("deblurrer.blocks.0.fc1.weight").size(0) / c.dim;
+  // The head count is not visible in the shapes: keep the default when it divides dim.
+  if (c.dim % c.heads != 0) c.heads = 1;
+  return c.to_json();
+}
+
 GsResult gs_deblur(GsModel& m, const Tensor& image, const Tensor& depth_in, int fit_iters, bool verbose) {
   const int64_t h = image.size(1), w = image.size(2);
   Tensor depth = m.cfg.use_depth ? depth_in : Tensor();

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "layers/layers.h"
+#include "models/model.h"
 #include "ops/gauss_raster.h"
 
 namespace rf {
@@ -113,13 +114,29 @@ class BlobDeblurrer : public Module {
 };
 
 // The whole network: initializer.* and deblurrer.* parameters in one checkpoint.
-class GsModel : public Module {
+class GsModel : public Model {
  public:
   explicit GsModel(const GsConfig& c);
   GsConfig cfg;
   std::shared_ptr<GsInitializer> initializer;
   std::shared_ptr<BlobDeblurrer> deblurrer;
+
+  std::string name() const override { return "gs"; }
+  nlohmann::json config() const override { return cfg.to_json(); }
+  ModelInputs inputs() const override { return {cfg.use_depth, false}; }
+  std::string describe() const override;
+  // Sec. 3.4 for each image of the batch (initializer, fit, deblurrer, render); the fit runs with grad on.
+  Tensor deblur(const Tensor& input, const Tensor& depth, const Tensor& defocus) override;
+  nlohmann::json stats() const override;
+
+ private:
+  int64_t images_ = 0;
+  double sum_ds1_ = 0, sum_ds2_ = 0, sum_fit_psnr_ = 0, sum_fit_seconds_ = 0;
 };
+
+// `convert` for gs (there is no official code): a state dict under refocus's own names, e.g. from the
+// PyTorch twin in tests/golden, with the config read off the tensor shapes.
+nlohmann::json gs_config_from_state_dict(std::map<std::string, Tensor>& tensors);
 
 struct GsResult {
   Tensor sharp;             // [3, H, W]

@@ -74,7 +74,7 @@ TEST_CASE("make_synth -> train_gs -> evaluate -> deblur, with --resume") {
   r = run("deblur --model gs --weights " + (d / "run/gs.safetensors") + " --device cpu " +
           (d / "data/test_c/source/synth_00000.png") + " " + (d / "out2.png"));
   CHECK(r.code == 1);
-  CHECK(r.output.find("trained with depth maps") != std::string::npos);
+  CHECK(r.output.find("needs a depth map, and none was given") != std::string::npos);
   r = run("gs_fit " + (d / "data/test_c/source/synth_00001.png") + " --out " + (d / "fit") + " --iters 20 --quiet --device cpu");
   CHECK_MESSAGE(r.code == 0, r.output);
   CHECK(rf::file_exists(d / "fit/blobs.safetensors"));

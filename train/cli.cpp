@@ -67,6 +67,12 @@ int64_t Args::integer(const std::string& name, int64_t fallback) const {
   throw Error(cat("option ", name, " expects an integer, got '", v, "'"));
 }
 
+int64_t Args::integer(const std::string& name, int64_t fallback, int64_t lo, int64_t hi) const {
+  int64_t v = integer(name, fallback);
+  RF_CHECK(v >= lo && v <= hi, "option ", name, " must be between ", lo, " and ", hi, ", got ", v);
+  return v;
+}
+
 double Args::number(const std::string& name, double fallback) const {
   std::string v = str(name, "");
   if (v.empty()) return fallback;

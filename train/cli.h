@@ -18,6 +18,8 @@ class Args {
   std::string str(const std::string& name, const std::string& fallback) const;
   std::string required(const std::string& name) const;
   int64_t integer(const std::string& name, int64_t fallback) const;
+  // The same, refusing values outside [lo, hi] with a sentence naming the flag.
+  int64_t integer(const std::string& name, int64_t fallback, int64_t lo, int64_t hi) const;
   double number(const std::string& name, double fallback) const;
   bool flag(const std::string& name) const;
   bool has(const std::string& name) const;

@@ -11,6 +11,7 @@
 #include "data/loader.h"
 #include "engine/fileio.h"
 #include "models/registry.h"
+#include "engine/progress.h"
 #include "ops/ops.h"
 #include "train/cli.h"
 #include "models/lpips.h"
@@ -83,11 +84,13 @@ EvalResult evaluate(const EvalOptions& o) {
   RF_CHECK(o.mode == "identity" || o.mode == "pred" || o.mode == "model", "evaluate: unknown mode '", o.mode, "'");
   RF_CHECK(o.bits == 0 || o.bits == 8 || o.bits == 16, "--bits must be 0, 8 or 16");
   Device dev = Device::CPU;
-  std::unique_ptr<Deblurrer> model;
+  std::unique_ptr<Model> model;
   if (o.mode == "model") {
     dev = select_device(o.device, !o.quiet);
-    model = load_deblurrer(o.model, o.weights, dev);
+    model = load_model(o.weights, o.model, dev);
+    if (!o.quiet) std::fprintf(stderr, "evaluate: %s\n", model->describe().c_str());
   }
+  double model_seconds = 0;
   std::unique_ptr<Lpips> lp;
   if (!o.lpips.empty()) lp = load_lpips(o.lpips, o.mode == "model" ? dev : Device::CPU);
   EvalResult res;
@@ -106,7 +109,9 @@ EvalResult evaluate(const EvalOptions& o) {
       RF_CHECK(pred.shape() == ls.target.shape(), file, " is ", pred.size(2), "x", pred.size(1), " but the ground truth ",
                s.target, " is ", ls.target.size(2), "x", ls.target.size(1));
     } else {
-      pred = model->deblur(ls);
+      double t0 = now_seconds();
+      pred = run_deblur(*model, ls, dev, InferenceOptions{o.tile});
+      model_seconds += now_seconds() - t0;
     }
     Tensor ref = ls.target;
     int64_t h = ref.size(1), w = ref.size(2);
@@ -182,7 +187,11 @@ EvalResult evaluate(const EvalOptions& o) {
                             {"ssim_gaussian", res.mean.ssim_gaussian},
                             {"mae", res.mean.mae},
                             {"lpips", lp ? nlohmann::json(res.mean.lpips) : nlohmann::json("unavailable (no weights given)")}};
-  if (model) summary["model_stats"] = model->stats();
+  if (model) {
+    summary["model_stats"] = model->stats();
+    summary["seconds_per_image"] = model_seconds / (double)n;
+    summary["parameters"] = model->num_parameters();
+  }
   write_file_atomic(o.out + "/summary.json", summary.dump(2) + "\n");
   std::ostringstream md;
   md << "| data | scored | images | PSNR (dB) | SSIM | SSIM (Gaussian) | MAE | LPIPS |\n"

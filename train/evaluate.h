@@ -17,6 +17,7 @@ struct EvalOptions {
   std::string lpips;              // LPIPS weights (safetensors); empty: LPIPS reported as unavailable
   std::string device = "auto";
   int64_t limit = 0;              // score only the first N images (0: all)
+  int64_t tile = 1024;            // models: tile images larger than this (where the network allows; 0: never)
   bool quiet = false;
 };
 

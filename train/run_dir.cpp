@@ -1,6 +1,8 @@
 #include "train/run_dir.h"
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -17,20 +19,39 @@ RunDir::RunDir(const std::string& path, bool resume) : path_(path), resume_(resu
   RF_CHECK(!exists || resume, path, " already holds a training run: continue it with --resume, or choose another --out");
   RF_CHECK(exists || !resume, "--resume: ", path, " holds no training run (no config.json)");
   make_dirs(path);
-  if (resume && file_exists(file("log.jsonl"))) {  // reload the curves logged so far
-    std::ifstream in(file("log.jsonl"));
-    std::string line;
-    while (std::getline(in, line)) {
-      try {
-        auto j = nlohmann::json::parse(line);
-        if (j.contains("time")) start_ = now_seconds() - j["time"].get<double>();
-        for (auto it = j.begin(); it != j.end(); ++it)
-          if (it.value().is_number() && it.key() != "step" && it.key() != "time")
-            curves_[j.value("stage", "") + "/" + it.key()].push_back({j.value("step", 0), it.value().get<double>()});
-      } catch (...) {  // a line cut short by a kill: skip it
-      }
+  if (resume) load_log(-1);
+}
+
+// Reads log.jsonl back (the curves, the clock); with keep_below >= 0 rewrites it without the lines at or
+// beyond that global step.
+void RunDir::load_log(int64_t keep_below) {
+  curves_.clear();
+  if (!file_exists(file("log.jsonl"))) return;
+  std::ifstream in(file("log.jsonl"));
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (...) {  // a line cut short by a kill: drop it
+      continue;
     }
+    if (keep_below >= 0 && j.value("gstep", (int64_t)0) >= keep_below) continue;
+    kept += line + "\n";
+    if (j.contains("time") && j["time"].is_number()) start_ = now_seconds() - j["time"].get<double>();
+    for (auto it = j.begin(); it != j.end(); ++it)
+      if (it.value().is_number() && it.key() != "step" && it.key() != "time" && it.key() != "gstep")
+        curves_[j.value("stage", "") + "/" + it.key()].push_back({j.value("step", (int64_t)0), it.value().get<double>()});
   }
+  in.close();
+  if (keep_below >= 0) write_file_atomic(file("log.jsonl"), kept);
+}
+
+void RunDir::rewind(int64_t global_step) {
+  std::error_code ec;
+  for (auto& e : std::filesystem::directory_iterator(path_, ec))
+    if (e.path().filename().string().find(".tmp.") != std::string::npos) std::filesystem::remove(e.path(), ec);
+  load_log(global_step);
 }
 
 void RunDir::save_config(const nlohmann::json& cfg) const { write_file_atomic(file("config.json"), cfg.dump(2) + "\n"); }
@@ -60,8 +81,13 @@ void RunDir::log(const std::string& stage, int64_t step, const nlohmann::json& f
     j[it.key()] = it.value();
     if (it.value().is_number()) curves_[stage + "/" + it.key()].push_back({step, it.value().get<double>()});
   }
-  std::ofstream out(file("log.jsonl"), std::ios::app);
-  out << j.dump() << "\n";
+  std::string line = j.dump() + "\n";
+  FILE* f = std::fopen(file("log.jsonl").c_str(), "ab");
+  RF_CHECK(f, file("log.jsonl"), ": cannot open for appending (", std::strerror(errno), ")");
+  bool ok = std::fwrite(line.data(), 1, line.size(), f) == line.size() && std::fflush(f) == 0;
+  int e = errno;
+  ok = std::fclose(f) == 0 && ok;
+  RF_CHECK(ok, file("log.jsonl"), ": write failed (", std::strerror(e), ")");
 }
 
 static std::string svg_curve(const std::string& name, const std::vector<std::pair<int64_t, double>>& pts) {

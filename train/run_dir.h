@@ -23,12 +23,17 @@ class RunDir {
   void save_state(const nlohmann::json& s) const;
 
   // Appends {"time": seconds since the run started, ...fields} to log.jsonl and remembers numeric fields
-  // for the report's curves (keyed "<stage>/<field>").
+  // for the report's curves (keyed "<stage>/<field>"). A failed write is an error, never a dropped line.
   void log(const std::string& stage, int64_t step, const nlohmann::json& fields);
+  // Resuming: keep only the log lines whose "gstep" (global step) is below `global_step` (the lines a
+  // killed run wrote after its last checkpoint are replayed by the resumed one), and delete temporary
+  // files a killed write left behind.
+  void rewind(int64_t global_step);
   // report.html: one SVG curve per logged numeric field, then the images (paths relative to the run).
   void write_report(const std::string& title, const std::vector<std::pair<std::string, std::string>>& images) const;
 
  private:
+  void load_log(int64_t keep_below);
   std::string path_;
   bool resume_;
   double start_;

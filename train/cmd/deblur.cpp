@@ -1,8 +1,11 @@
 // deblur: run a trained model on one image or a folder of images.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <set>
 
 #include "data/image.h"
+#include "engine/allocator.h"
 #include "engine/fileio.h"
 #include "models/registry.h"
 #include "train/cli.h"
@@ -11,46 +14,80 @@ using namespace rf;
 namespace fs = std::filesystem;
 
 static const char* kUsage =
-    "usage: deblur --model NAME --weights FILE [--depth FILE_OR_DIR] [--device auto|cpu|cuda] IN OUT\n"
-    "IN and OUT are image files, or folders (every image of IN is deblurred into OUT with the same name,\n"
-    "as PNG). --depth: a depth map (or a folder of maps with the images' names) for models that use one.";
+    "usage: deblur --model NAME --weights FILE [--depth FILE_OR_DIR] [--defocus FILE_OR_DIR] [--bits 8|16]\n"
+    "              [--tile 1024] [--device auto|cpu|cuda] IN OUT\n"
+    "IN and OUT are image files, or folders (every image of IN is deblurred into OUT as NAME.png).\n"
+    "--depth / --defocus: a map (or a folder of maps named like the images) for models that read one.\n"
+    "--bits 16 writes 16-bit PNG. --tile N: networks that allow it run images larger than N px in tiles\n"
+    "of N px with enough context around each that the result equals the whole-image one (0: never tile).";
+
+namespace {
+
+bool is_image(const fs::path& p) {
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+  return ext == ".png" || ext == ".jpg" || ext == ".jpeg";
+}
+
+// The map for `image` from a file or a folder of maps with the image's name; checked against its size.
+Tensor read_map(const std::string& where, const std::string& image, const Tensor& input) {
+  if (where.empty()) return Tensor();
+  std::string p = fs::is_directory(where) ? (fs::path(where) / fs::path(image).filename()).string() : where;
+  Tensor m = read_image(p, 1);
+  RF_CHECK(m.size(1) == input.size(1) && m.size(2) == input.size(2), p, " is ", m.size(2), "x", m.size(1), " but ",
+           image, " is ", input.size(2), "x", input.size(1));
+  return m;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   return run_main("deblur", [&] {
     Args a(argc, argv, kUsage);
     RF_CHECK(a.positional().size() == 2, "give IN and OUT\n", kUsage);
-    std::string in = a.positional()[0], out = a.positional()[1], depth = a.str("--depth", "");
+    std::string in = a.positional()[0], out = a.positional()[1];
+    std::string depth = a.str("--depth", ""), defocus = a.str("--defocus", "");
     std::string name = a.required("--model"), weights = a.required("--weights");
+    int bits = (int)a.integer("--bits", 8);
+    RF_CHECK(bits == 8 || bits == 16, "option --bits must be 8 or 16, got ", bits);
+    InferenceOptions io;
+    io.tile = a.integer("--tile", io.tile, 0, 1 << 20);
     Device dev = select_device(a.str("--device", "auto"));
     a.check_all_used();
-    auto model = load_deblurrer(name, weights, dev);
+    auto model = load_model(weights, name, dev);
     std::fprintf(stderr, "deblur: %s\n", model->describe().c_str());
+
     std::vector<std::pair<std::string, std::string>> jobs;  // input, output
     if (fs::is_directory(in)) {
-      make_dirs(out);
-      for (auto& e : fs::directory_iterator(in)) {
-        std::string ext = e.path().extension().string();
-        if (ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".PNG" || ext == ".JPG")
+      for (auto& e : fs::directory_iterator(in))
+        if (e.is_regular_file() && is_image(e.path()))
           jobs.push_back({e.path().string(), (fs::path(out) / (e.path().stem().string() + ".png")).string()});
-      }
       std::sort(jobs.begin(), jobs.end());
-      RF_CHECK(!jobs.empty(), in, ": no images");
+      RF_CHECK(!jobs.empty(), in, ": no images (.png, .jpg)");
+      std::set<std::string> outputs;
+      for (auto& [i, o] : jobs)
+        RF_CHECK(outputs.insert(o).second, in, ": two images would be written to the same ", o,
+                 " (names that differ only in extension); rename one");
+      RF_CHECK(fs::weakly_canonical(in) != fs::weakly_canonical(out), "OUT is the input folder: the inputs would be overwritten");
+      make_dirs(out);
     } else {
+      RF_CHECK(fs::exists(in), in, ": no such file");
+      RF_CHECK(!fs::exists(out) || !fs::equivalent(in, out), "OUT is the input file: it would be overwritten");
       jobs.push_back({in, out});
     }
     Progress progress("deblur", (int64_t)jobs.size());
     for (size_t i = 0; i < jobs.size(); ++i) {
       LoadedSample s;
       s.input = read_image(jobs[i].first, 3);
-      if (!depth.empty()) {
-        std::string dp = fs::is_directory(depth) ? (fs::path(depth) / fs::path(jobs[i].first).filename()).string() : depth;
-        s.depth = read_image(dp, 1);
-        RF_CHECK(s.depth.size(1) == s.input.size(1) && s.depth.size(2) == s.input.size(2), dp, " does not match the size of ",
-                 jobs[i].first);
-      }
-      write_png(jobs[i].second, model->deblur(s));
+      s.depth = read_map(depth, jobs[i].first, s.input);
+      s.defocus = read_map(defocus, jobs[i].first, s.input);
+      write_png(jobs[i].second, run_deblur(*model, s, dev, io), bits);
       progress.update((int64_t)i + 1, jobs[i].second);
     }
+    progress.finish();
+    std::string peak = dev == Device::CUDA ? format_bytes(cuda_alloc_stats().peak_allocated_bytes) + " GPU"
+                                           : format_bytes(host_alloc_stats().peak_allocated_bytes) + " host";
+    std::fprintf(stderr, "deblur: peak tensor memory %s\n", peak.c_str());
     return 0;
   });
 }

@@ -10,9 +10,10 @@ using namespace rf;
 static const char* kUsage =
     "usage: evaluate --data DIR (--identity | --pred DIR | --model NAME --weights FILE)\n"
     "                [--split test] [--layout auto] [--out DIR] [--bits 8|16|0] [--crop-multiple N]\n"
-    "                [--align] [--lpips WEIGHTS.safetensors] [--device auto|cpu|cuda] [--limit N]\n"
+    "                [--align] [--lpips WEIGHTS.safetensors] [--device auto|cpu|cuda] [--limit N] [--tile 1024]\n"
     "Writes OUT/per_image.csv, OUT/summary.json and OUT/results.md (default OUT: eval_out) and prints the table.\n"
-    "--align fits a gain and a +-4 px shift per image (for the Pixel 4 set, whose input and GT differ so).";
+    "--align fits a gain and a +-4 px shift per image (for the Pixel 4 set, whose input and GT differ so).\n"
+    "--tile N: models that allow it run images larger than N px in tiles (bounded memory; 0: whole images).";
 
 int main(int argc, char** argv) {
   return run_main("evaluate", [&] {
@@ -28,7 +29,8 @@ int main(int argc, char** argv) {
     if (o.align && !a.has("--bits")) o.bits = 16;
     o.lpips = a.str("--lpips", "");
     o.device = a.str("--device", "auto");
-    o.limit = a.integer("--limit", 0);
+    o.limit = a.integer("--limit", 0, 0, INT64_MAX);
+    o.tile = a.integer("--tile", o.tile, 0, 1 << 20);
     int modes = a.flag("--identity") + a.has("--pred") + a.has("--model");
     RF_CHECK(modes == 1, "give exactly one of --identity, --pred DIR or --model NAME\n", kUsage);
     if (a.flag("--identity")) o.mode = "identity";

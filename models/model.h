@@ -1,0 +1,67 @@
+// The one interface every network implements, so that the trainer, `deblur`, `evaluate`, `forward` and
+// `convert` handle all of them the same way. A network file (models/<name>.{h,cpp}) defines a Model
+// subclass that reads like its paper's figure; models/registry.cpp lists it by name.
+#pragma once
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "data/loader.h"
+#include "layers/module.h"
+
+namespace rf {
+
+// What a network reads besides the defocused image.
+struct ModelInputs {
+  bool depth = false;    // a depth map [B, 1, H, W] (synthetic sets carry one; see data/loader.h for units)
+  bool defocus = false;  // a defocus (CoC) map [B, 1, H, W]
+};
+
+// A training loss: the total that is differentiated, and named parts for the log (values, not graphs).
+struct LossTerms {
+  Tensor total;
+  std::vector<std::pair<std::string, float>> parts;
+};
+
+class Model : public Module {
+ public:
+  virtual std::string name() const = 0;              // the registry name, e.g. "gs"
+  virtual nlohmann::json config() const = 0;         // everything needed to rebuild it (stored in checkpoints)
+  virtual ModelInputs inputs() const { return {}; }
+  virtual std::string describe() const { return name(); }  // one line for the programs' logs
+
+  // Inference: input [B, 3, H, W] in [0, 1] (depth / defocus [B, 1, H, W] when inputs() asks for them,
+  // undefined otherwise) -> sharp [B, 3, H, W]. Called in eval mode under NoGrad by run_deblur().
+  virtual Tensor deblur(const Tensor& input, const Tensor& depth, const Tensor& defocus) = 0;
+
+  // Training: the network's loss on one batch (on the training device) in the named stage of its recipe.
+  virtual LossTerms loss(const Batch& batch, const std::string& stage);
+
+  // `forward`: the official forward's arguments by name, and every output in its return order (out0,
+  // out1, ...). The default is one argument "x" -> out0 = deblur(x).
+  virtual std::vector<std::string> forward_inputs() const { return {"x"}; }
+  virtual NamedTensors forward_named(const std::map<std::string, Tensor>& inputs);
+
+  // Full-resolution inference in bounded memory: the context (px) a tile needs on each side for its
+  // centre to equal the whole-image result; 0 = this network must see whole images.
+  virtual int64_t tile_context() const { return 0; }
+  // Input sizes must be multiples of this (run_deblur pads and crops back).
+  virtual int64_t size_multiple() const { return 1; }
+
+  // Figures gathered over the images it deblurred (evaluate writes them into its summary).
+  virtual nlohmann::json stats() const { return nlohmann::json::object(); }
+};
+
+struct InferenceOptions {
+  int64_t tile = 1024;  // tile side in px for images larger than this (networks with tile_context() > 0); 0: never
+};
+
+// One image through a model: input [3, H, W] on any device (+ depth/defocus [1, H, W] as the model needs)
+// -> [3, H, W] in [0, 1] on the CPU. Pads to size_multiple(), tiles with context where allowed, eval mode,
+// NoGrad. Throws naming what is missing when the model needs a map the sample lacks.
+Tensor run_deblur(Model& m, const LoadedSample& s, Device d, const InferenceOptions& o = {});
+
+}  // namespace rf
