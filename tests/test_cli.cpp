@@ -80,6 +80,39 @@ TEST_CASE("make_synth -> train_gs -> evaluate -> deblur, with --resume") {
   CHECK(rf::file_exists(d / "fit/blobs.safetensors"));
 }
 
+TEST_CASE("train_gs stopped in every stage and resumed ends with the same weights as an uninterrupted run") {
+  TempDir d;
+  Run r = run("make_synth --out " + (d / "data") + " --n 4 --size 48x48 --seed 3");
+  REQUIRE_MESSAGE(r.code == 0, r.output);
+  // 4 initializer steps, 4 fits, 4 deblurrer steps: global steps 0-3, 4-7, 8-11.
+  std::string args = " --device cpu --init-iters 4 --fit-iters 5 --iters 4 --crop 32 --batch 1 --checkpoint-every 100";
+  r = run("train_gs " + (d / "data") + " --out " + (d / "whole") + args);
+  REQUIRE_MESSAGE(r.code == 0, r.output);
+  r = run("train_gs " + (d / "data") + " --out " + (d / "parts") + args + " --stop-after 2");
+  REQUIRE_MESSAGE(r.code == 0, r.output);
+  CHECK(r.output.find("stopped after step 2") != std::string::npos);
+  CHECK_FALSE(rf::file_exists(d / "parts/gs.safetensors"));
+  for (const char* stop : {"6", "9"}) {  // the original command line is accepted with --resume
+    r = run("train_gs " + (d / "data") + " --out " + (d / "parts") + args + " --resume --stop-after " + stop);
+    REQUIRE_MESSAGE(r.code == 0, r.output);
+  }
+  r = run("train_gs " + (d / "data") + " --out " + (d / "parts") + " --resume --iters 5");  // a changed option is refused
+  CHECK(r.code == 1);
+  CHECK(r.output.find("iters = 5 differs from the run's 4") != std::string::npos);
+  r = run("train_gs " + (d / "data") + " --out " + (d / "parts") + " --resume");
+  REQUIRE_MESSAGE(r.code == 0, r.output);
+  CHECK(rf::read_file(d / "whole/gs.safetensors") == rf::read_file(d / "parts/gs.safetensors"));
+  // The log holds each step once, as if the run had not stopped.
+  std::string log = rf::read_file(d / "parts/log.jsonl"), whole = rf::read_file(d / "whole/log.jsonl");
+  auto count = [](const std::string& s, const std::string& what) {
+    size_t n = 0;
+    for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) n++;
+    return n;
+  };
+  CHECK(count(log, "\"stage\":\"deblurrer\"") == count(whole, "\"stage\":\"deblurrer\""));
+  CHECK(count(log, "\"stage\":\"initializer\"") == count(whole, "\"stage\":\"initializer\""));
+}
+
 TEST_CASE("bad input: one clear sentence and a non-zero exit") {
   TempDir d;
   Run r = run("evaluate --data " + (d / "nothing") + " --identity");

@@ -95,6 +95,7 @@ const std::vector<CommonFlag> kCommonFlags = {
     {"--log-every N", "log the loss every N steps"},
     {"--limit N", "train on the first N images only"},
     {"--resume", "continue the run in --out where it stopped (the original command line is accepted)"},
+    {"--stop-after N", "save and stop after N steps of all stages together (continue later with --resume)"},
 };
 
 std::string usage(const Recipe& r) {
@@ -381,6 +382,7 @@ int train_main(const Recipe& r, int argc, char** argv) {
     nlohmann::json given = flags_given(r, a);
     std::string recipe = a.str("--recipe", "cpu");
     std::string config_file = a.str("--config", "");
+    const int64_t stop_after = a.integer("--stop-after", -1, -1, INT64_MAX);
     a.check_all_used();
 
     TrainContext ctx;
@@ -441,7 +443,7 @@ int train_main(const Recipe& r, int argc, char** argv) {
       model_cfg = base;
     }
     manual_seed(ctx.opt.seed);
-    std::unique_ptr<Model> model = make_model(model_name, model_cfg);
+    std::unique_ptr<Model> model = r.make ? r.make(model_name, model_cfg) : make_model(model_name, model_cfg);
     model->to(dev);
     model->train();
     ctx.model = model.get();
@@ -481,6 +483,19 @@ int train_main(const Recipe& r, int argc, char** argv) {
     std::vector<ValImage> val = load_val(ctx);
     Tensor last_output;
     const double t_start = now_seconds();
+    // config.json also records the wall time (summed over resumed parts) and the machine.
+    auto record_time = [&] {
+      config["wall_seconds"] = config.value("wall_seconds", 0.0) + (now_seconds() - t_start);
+      config["machine"] = machine_description(dev);
+      config["device"] = device_name(dev);
+      run.save_config(config);
+    };
+    auto stopped = [&](int64_t at) {
+      record_time();
+      std::fprintf(stderr, "\n%s: stopped after step %lld as asked (--stop-after); continue with --resume\n",
+                   r.program.c_str(), (long long)at);
+      return 0;
+    };
     for (size_t si = loaded.pos.stage; si < stages.size(); ++si) {
       Stage& st = stages[si];
       int64_t first = si == loaded.pos.stage ? loaded.pos.step : 0;
@@ -537,15 +552,17 @@ int train_main(const Recipe& r, int argc, char** argv) {
           std::fprintf(stderr, "%s%s step %lld: validation PSNR %.2f dB (input %.2f dB)\n", "", st.name.c_str(),
                        (long long)step + 1, v, base);
         }
-        if ((step + 1) % ctx.opt.checkpoint_every == 0 && !last) {
+        if (((step + 1) % ctx.opt.checkpoint_every == 0 || gstep + 1 == stop_after) && !last) {
           save_state(ctx, stages, {si, step + 1}, gstep + 1, opt.get());
           write_samples(r, ctx, val, last_output, false);
         }
+        if (gstep + 1 == stop_after && !last) return stopped(stop_after);
       }
       progress.finish();
       if (st.end) st.end();
       save_state(ctx, stages, {si + 1, 0}, stage_offset[si] + st.iters, nullptr);
       write_samples(r, ctx, val, last_output, false);
+      if (stage_offset[si] + st.iters == stop_after && si + 1 < stages.size()) return stopped(stop_after);
     }
 
     std::string weights = run.file(model->name() + ".safetensors");
@@ -555,10 +572,7 @@ int train_main(const Recipe& r, int argc, char** argv) {
       std::fprintf(stderr, "%s: final validation PSNR %.2f dB\n", r.program.c_str(), v);
     }
     write_samples(r, ctx, val, last_output, true);
-    config["wall_seconds"] = config.value("wall_seconds", 0.0) + (now_seconds() - t_start);
-    config["machine"] = machine_description(dev);
-    config["device"] = device_name(dev);
-    run.save_config(config);
+    record_time();
     std::fprintf(stderr, "%s: wrote %s (report: %s)\n", r.program.c_str(), weights.c_str(), run.file("report.html").c_str());
     return 0;
   });

@@ -87,6 +87,8 @@ struct Recipe {
   // section is merged over it.
   std::function<nlohmann::json(const TrainContext&)> model_config;
   std::function<std::vector<Stage>(TrainContext&)> stages;
+  // Builds the model (default: the registry's entry; tests and experiments may train models outside it).
+  std::function<std::unique_ptr<Model>(const std::string& name, const nlohmann::json& config)> make;
   // Extra report pictures for one validation image (input, output and target are always shown).
   std::function<std::vector<std::pair<std::string, Tensor>>(TrainContext&, const LoadedSample&)> samples;
 };

@@ -1,0 +1,165 @@
+// The trainer (train/trainer.h) with a toy network: validation and report, a clear stop on a non-finite
+// loss that leaves only finite weights behind, and strict options.
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "data/image.h"
+#include "engine/fileio.h"
+#include "engine/safetensors.h"
+#include "layers/layers.h"
+#include "layers/losses.h"
+#include "tests/harness.h"
+#include "train/trainer.h"
+
+using namespace rf;
+using namespace rft;
+namespace fs = std::filesystem;
+
+namespace {
+
+// out = x + conv(relu(conv(x))); its loss turns NaN from batch `nan_at` on (to test the stop).
+class ToyModel : public Model {
+ public:
+  explicit ToyModel(const nlohmann::json& c) : nan_at_(c.value("nan_at", (int64_t)-1)) {
+    ConvOptions same = ConvOptions::make(1, 1);
+    body_ = register_module("body", std::make_shared<Sequential>(std::vector<std::shared_ptr<UnaryModule>>{
+                                        std::make_shared<Conv2d>(3, 8, 3, same), std::make_shared<Activation>(Act::ReLU),
+                                        std::make_shared<Conv2d>(8, 3, 3, same)}));
+  }
+  std::string name() const override { return "toy"; }
+  nlohmann::json config() const override { return {{"nan_at", nan_at_}}; }
+  Tensor deblur(const Tensor& x, const Tensor&, const Tensor&) override { return x + body_->forward(x); }
+  LossTerms loss(const Batch& b, const std::string&) override {
+    Tensor l = mse_loss(deblur(b.input, Tensor(), Tensor()), b.target);
+    if (nan_at_ >= 0 && b.step >= nan_at_) l = l * std::nanf("");
+    return {l, {{"mse", l.item()}}};
+  }
+
+ private:
+  int64_t nan_at_;
+  std::shared_ptr<Sequential> body_;
+};
+
+Recipe toy_recipe() {
+  Recipe r;
+  r.program = "train_toy";
+  r.model = "toy";
+  r.summary = "a toy network for the trainer's tests";
+  r.cpu.iters = 6;
+  r.cpu.batch = 2;
+  r.cpu.crop = 16;
+  r.cpu.lr = 1e-3f;
+  r.cpu.val_every = 3;
+  r.cpu.val_images = 2;
+  r.cpu.checkpoint_every = 2;
+  r.gpu = r.cpu;
+  r.flags = {{"--nan-at", "nan_at", (int64_t)-1, "make the loss NaN from this step on", -1, 1e9}};
+  r.model_config = [](const TrainContext& ctx) { return nlohmann::json{{"nan_at", ctx.opt.net["nan_at"]}}; };
+  r.make = [](const std::string&, const nlohmann::json& c) { return std::make_unique<ToyModel>(c); };
+  r.stages = [](TrainContext& ctx) {
+    return std::vector<Stage>{supervised_stage(ctx, "main", ctx.opt.iters, LRSchedule::constant(ctx.opt.lr))};
+  };
+  return r;
+}
+
+struct TempDir {
+  fs::path path = fs::temp_directory_path() / ("refocus_trainer_" + std::to_string(::getpid()));
+  TempDir() { fs::create_directories(path); }
+  ~TempDir() { fs::remove_all(path); }
+  std::string operator/(const std::string& r) const { return (path / r).string(); }
+};
+
+// A "pairs" dataset (blur/NAME + sharp/NAME) of n 24x24 images: sharp = noise, blurry = its 3x3 box mean.
+void write_pairs(const std::string& dir, int n) {
+  make_dirs(dir + "/blur");
+  make_dirs(dir + "/sharp");
+  for (int i = 0; i < n; ++i) {
+    Tensor sharp = uniform_input({1, 3, 24, 24}, 0.1f, 0.9f, 100 + (uint64_t)i);
+    Tensor blurry = avg_pool2d(pad2d(sharp, 1, 1, 1, 1, PadMode::Replicate), 3, 1);
+    std::string name = cat("img", i, ".png");
+    write_png(dir + "/sharp/" + name, sharp[0]);
+    write_png(dir + "/blur/" + name, blurry[0]);
+  }
+}
+
+// train_main on the toy recipe with stderr captured.
+struct Result {
+  int code;
+  std::string err;
+};
+Result train(const std::vector<std::string>& args, const std::string& capture) {
+  std::vector<std::string> all = {"train_toy"};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : all) argv.push_back(const_cast<char*>(a.c_str()));
+  std::fflush(stderr);
+  int saved = dup(2);
+  FILE* f = std::fopen(capture.c_str(), "w");
+  dup2(fileno(f), 2);
+  int code = train_main(toy_recipe(), (int)argv.size(), argv.data());
+  std::fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  std::fclose(f);
+  return {code, read_file(capture)};
+}
+
+}  // namespace
+
+TEST_SUITE("trainer") {
+
+TEST_CASE("the trainer validates on held-out pairs, logs, reports and writes the final weights") {
+  TempDir d;
+  write_pairs(d / "data", 10);
+  Result r = train({d / "data", "--out", d / "run", "--device", "cpu"}, d / "err.txt");
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  CHECK(r.err.find("8 training pairs and 2 validation pairs") != std::string::npos);
+  CHECK(r.err.find("validation PSNR") != std::string::npos);
+  for (const char* f : {"toy.safetensors", "config.json", "log.jsonl", "report.html", "train_state.safetensors", "samples/1.png"})
+    CHECK_MESSAGE(file_exists(d / ("run/" + std::string(f))), f);
+  auto config = nlohmann::json::parse(read_file(d / "run/config.json"));
+  CHECK(config["train"]["recipe"] == "cpu");
+  CHECK(config["wall_seconds"].get<double>() > 0);
+  CHECK(config["machine"].get<std::string>().find("CPU threads") != std::string::npos);
+  std::string log = read_file(d / "run/log.jsonl");
+  CHECK(log.find("\"val_psnr\"") != std::string::npos);
+  CHECK(log.find("\"mse\"") != std::string::npos);
+  CHECK(read_file(d / "run/report.html").find("main/val_psnr") != std::string::npos);
+}
+
+TEST_CASE("a NaN loss stops training with the stage and step, and no non-finite weight is written") {
+  TempDir d;
+  write_pairs(d / "data", 6);
+  Result r = train({d / "data", "--out", d / "run", "--device", "cpu", "--nan-at", "3", "--val-images", "0"}, d / "err.txt");
+  CHECK(r.code == 1);
+  CHECK_MESSAGE(r.err.find("stage main, step 3: the loss is nan") != std::string::npos, r.err);
+  CHECK_FALSE(file_exists(d / "run/toy.safetensors"));
+  SafeTensors st = load_safetensors(d / "run/train_state.safetensors");  // the checkpoint of step 2
+  CHECK(st.metadata["stage_step"] == "2");
+  for (auto& [name, t] : st.tensors)
+    for (float v : t.to_vector()) REQUIRE_MESSAGE(std::isfinite(v), name);
+}
+
+TEST_CASE("trainer options are parsed strictly") {
+  TempDir d;
+  write_pairs(d / "data", 4);
+  Result r = train({d / "data", "--out", d / "run", "--iters", "-1"}, d / "err.txt");
+  CHECK(r.code == 1);
+  CHECK(r.err.find("option --iters must be between 0 and") != std::string::npos);
+  r = train({d / "data", "--out", d / "run2", "--lr", "nan"}, d / "err.txt");
+  CHECK(r.code == 1);
+  CHECK(r.err.find("option --lr must be a positive number") != std::string::npos);
+  r = train({d / "data", "--out", d / "run3", "--recipe", "tpu"}, d / "err.txt");
+  CHECK(r.code == 1);
+  CHECK(r.err.find("--recipe must be cpu or gpu") != std::string::npos);
+  r = train({d / "data", "--out", d / "run4", "--iters", "4294967297"}, d / "err.txt");
+  CHECK(r.code == 1);
+  r = train({d / "data", "--out", d / "run5", "--resume"}, d / "err.txt");
+  CHECK(r.code == 1);
+  CHECK(r.err.find("holds no training run") != std::string::npos);
+}
+
+}  // TEST_SUITE
