@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The judging protocol of DESIGN §8, the same for every network: train NAME with a recipe on the synthetic
+# judging set, score it beside the blurry input on the synthetic test split and on the real Pixel 4 pairs
+# (--align), count parameters, time inference at 1280x720, measure peak memory at 1680x1120, and write one
+# row of the README's results table (results/NAME_RECIPE.json + .md; the README table is rebuilt from them).
+#
+# usage: scripts/judge.sh NAME cpu|gpu [BUILD]
+#   env: JUDGE_DATA (default data/judge; made here when missing), PIXEL4 (default
+#        ../shared/realdefocus/dual_pixel_defocus_estimation_deblurring; skipped when absent),
+#        DEVICE (default: cpu for the cpu recipe, cuda for gpu), RUN (default runs/judge_NAME_RECIPE),
+#        TRAIN_ARGS (extra trainer flags), SKIP_TRAIN=1 (score an existing run).
+set -euo pipefail
+NAME=${1:?usage: scripts/judge.sh NAME cpu|gpu [BUILD]}
+RECIPE=${2:?usage: scripts/judge.sh NAME cpu|gpu [BUILD]}
+BUILD=${3:-build}
+bin="$BUILD/bin"
+DATA=${JUDGE_DATA:-data/judge}
+PIXEL4=${PIXEL4:-../shared/realdefocus/dual_pixel_defocus_estimation_deblurring}
+DEVICE=${DEVICE:-$([ "$RECIPE" = gpu ] && echo cuda || echo cpu)}
+RUN=${RUN:-runs/judge_${NAME}_${RECIPE}}
+OUT=runs/judge_${NAME}_${RECIPE}_eval
+mkdir -p "$OUT" results
+trainer="train_$NAME"
+case "$NAME" in gkm|ggkm+) trainer=train_ggkm; TRAIN_ARGS="--variant $NAME ${TRAIN_ARGS:-}";; esac
+
+# The judging data (DESIGN §8): 400 training and 50 test pairs at 256x256; jdrl also gets misaligned pairs.
+if [ ! -f "$DATA/train_c/meta.json" ]; then "$bin/make_synth" --out "$DATA" --n 400 --size 256x256 --seed 1; fi
+if [ ! -f "$DATA/test_c/meta.json" ]; then "$bin/make_synth" --out "$DATA" --n 50 --size 256x256 --seed 2 --split test; fi
+train_data="$DATA"
+if [ "$NAME" = jdrl ]; then
+  train_data="${DATA}_misaligned"
+  if [ ! -f "$train_data/train_c/meta.json" ]; then
+    "$bin/make_synth" --out "$train_data" --n 400 --size 256x256 --seed 1 --misalign
+  fi
+fi
+
+if [ "${SKIP_TRAIN:-0}" != 1 ]; then
+  resume=""; [ -f "$RUN/config.json" ] && resume="--resume"
+  [ -f "$RUN/$NAME.safetensors" ] || "$bin/$trainer" "$train_data" --out "$RUN" --recipe "$RECIPE" --device "$DEVICE" $resume ${TRAIN_ARGS:-}
+fi
+weights="$RUN/$NAME.safetensors"
+[ -f "$weights" ] || weights=$(ls "$RUN"/*.safetensors | grep -v train_state | head -1)
+
+score() {  # out-dir, evaluate args...
+  local dir=$1; shift
+  "$bin/evaluate" --out "$dir" "$@" >/dev/null
+}
+score "$OUT/synth_identity" --data "$DATA" --identity
+score "$OUT/synth_model" --data "$DATA" --model "$NAME" --weights "$weights" --device "$DEVICE"
+if [ -d "$PIXEL4" ]; then
+  score "$OUT/pixel4_identity" --data "$PIXEL4" --identity --align
+  score "$OUT/pixel4_model" --data "$PIXEL4" --model "$NAME" --weights "$weights" --device "$DEVICE" --align
+fi
+
+# Inference time at 1280x720 and peak memory at 1680x1120 (one synthetic image each, timed by deblur).
+for size in 720x1280 1120x1680; do
+  [ -f "$OUT/img_$size/train_c/source/synth_00000.png" ] || "$bin/make_synth" --out "$OUT/img_$size" --n 1 --size "$size" --seed 7 2>/dev/null
+  maps=""; [ "$NAME" = gs ] && maps="--depth $OUT/img_$size/train_c/depth/synth_00000.png"
+  "$bin/deblur" --model "$NAME" --weights "$weights" --device "$DEVICE" $maps \
+      "$OUT/img_$size/train_c/source/synth_00000.png" "$OUT/deblurred_$size.png" 2>"$OUT/deblur_$size.log"
+done
+
+/usr/bin/python3 - "$NAME" "$RECIPE" "$RUN" "$OUT" "$DEVICE" <<'PYEOF'
+import json, os, re, sys
+name, recipe, run, out, device = sys.argv[1:]
+def summary(d):
+    p = os.path.join(out, d, "summary.json")
+    return json.load(open(p)) if os.path.exists(p) else None
+cfg = json.load(open(os.path.join(run, "config.json")))
+def deblur_log(size):
+    t = open(os.path.join(out, f"deblur_{size}.log")).read()
+    sec = re.search(r"model time ([0-9.]+) s", t)
+    mem = re.search(r"peak tensor memory ([0-9.]+ [A-Za-z]+)", t)
+    return (float(sec.group(1)) if sec else None), (mem.group(1) if mem else None)
+t720, _ = deblur_log("720x1280")
+_, m1680 = deblur_log("1120x1680")
+si, sm, pi, pm = (summary(d) for d in ("synth_identity", "synth_model", "pixel4_identity", "pixel4_model"))
+row = {
+    "network": name, "recipe": recipe, "parameters": cfg.get("parameters"),
+    "train_minutes": round(cfg.get("wall_seconds", 0) / 60, 1), "machine": cfg.get("machine"),
+    "synth_identity_psnr": si["psnr"], "synth_psnr": sm["psnr"], "synth_identity_ssim": si["ssim"], "synth_ssim": sm["ssim"],
+    "pixel4_identity_psnr": pi["psnr"] if pi else None, "pixel4_psnr": pm["psnr"] if pm else None,
+    "pixel4_identity_ssim": pi["ssim"] if pi else None, "pixel4_ssim": pm["ssim"] if pm else None,
+    "seconds_1280x720": t720, "peak_memory_1680x1120": m1680, "device": device,
+}
+json.dump(row, open(f"results/{name}_{recipe}.json", "w"), indent=2)
+f = lambda v, p=2: "–" if v is None else f"{v:.{p}f}"
+gain = sm["psnr"] - si["psnr"]
+md = (f"| {name} | {recipe} | {row['parameters']/1e6:.2f} M | {row['train_minutes']} min | "
+      f"{f(sm['psnr'])} ({gain:+.2f}) / {f(sm['ssim'], 3)} | "
+      f"{f(row['pixel4_psnr'])} ({(row['pixel4_psnr'] or 0) - (row['pixel4_identity_psnr'] or 0):+.2f}) / {f(row['pixel4_ssim'], 3)} | "
+      f"{f(t720)} s ({device}) | {m1680 or '–'} |")
+open(f"results/{name}_{recipe}.md", "w").write(md + "\n")
+print(md)
+PYEOF
+scripts/results_table.sh
