@@ -200,6 +200,7 @@ TrainOptions defaults(const Recipe& r, const std::string& recipe) {
   o.val_images = d.val_images;
   o.val_crop = d.val_crop;
   o.checkpoint_every = d.checkpoint_every;
+  o.limit = d.limit;
   for (auto& f : r.flags) o.net[f.key] = f.default_value;
   o.net.update(d.net);
   return o;

@@ -43,6 +43,7 @@ struct RecipeDefaults {
   int64_t iters = 1000, batch = 4, crop = 128;
   float lr = 1e-4f;
   int64_t val_every = 500, val_images = 4, val_crop = 256, checkpoint_every = 500;
+  int64_t limit = 0;  // train on the first N images (0: all)
   nlohmann::json net = nlohmann::json::object();  // overrides of the network flags' defaults
 };
 
