@@ -216,6 +216,21 @@ FitParams GsInitializer::forward(const Tensor& image, const Tensor& depth_norm) 
   return p;
 }
 
+Tensor GsInitializer::deblur(const Tensor&, const Tensor&, const Tensor&) {
+  throw Error("gs_initializer is a part of gs: it places blobs and does not deblur by itself (use --model gs)");
+}
+
+std::vector<std::string> GsInitializer::forward_inputs() const {
+  return cfg_.use_depth ? std::vector<std::string>{"x", "depth"} : std::vector<std::string>{"x"};
+}
+
+NamedTensors GsInitializer::forward_named(const std::map<std::string, Tensor>& in) {
+  const Tensor& x = in.at("x");
+  RF_CHECK(x.dim() == 4 && x.size(0) == 1 && x.size(1) == 3, "gs_initializer: x must be [1, 3, H, W], got ", describe(x));
+  FitParams p = forward(x[0], cfg_.use_depth ? in.at("depth")[0] : Tensor());
+  return {{"out0", p.means}, {"out1", p.theta}, {"out2", p.log_scales}, {"out3", p.colors}, {"out4", p.opacity_logit}};
+}
+
 // --- blob deblurrer -------------------------------------------------------------------------------------------
 BlobDeblurrer::BlobDeblurrer(const GsConfig& c) : cfg_(c) {
   embed_ = register_module("embed", std::make_shared<Linear>(kTokenFeatures, c.dim));
@@ -317,7 +332,7 @@ GsModel::GsModel(const GsConfig& c) : cfg(c) {
   deblurrer = register_module("deblurrer", std::make_shared<BlobDeblurrer>(c));
 }
 
-std::string GsModel::describe() const {
+std::string GsModel::description() const {
   return cat("gs (", cfg.use_depth ? "with depth" : "w/o depth", ", ", cfg.fit_iters, " fitting iterations)");
 }
 
@@ -335,6 +350,14 @@ Tensor GsModel::deblur(const Tensor& input, const Tensor& depth, const Tensor& d
     out.push_back(unsqueeze(r.sharp, 0));
   }
   return concat(out, 0);
+}
+
+std::vector<std::string> GsModel::forward_inputs() const {
+  return cfg.use_depth ? std::vector<std::string>{"x", "depth"} : std::vector<std::string>{"x"};
+}
+
+NamedTensors GsModel::forward_named(const std::map<std::string, Tensor>& in) {
+  return {{"out0", deblur(in.at("x"), cfg.use_depth ? in.at("depth") : Tensor(), Tensor())}};
 }
 
 nlohmann::json GsModel::stats() const {

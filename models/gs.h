@@ -78,12 +78,21 @@ struct GsConfig {
 };
 
 // U-Net [ours, after Splatter Image / LGM]: image (+ normalised depth) -> one blob per 2x2 cell.
-class GsInitializer : public Module {
+// It is also a model of its own in the registry ("gs_initializer"), so that `forward` reaches it: inputs x
+// [1, 3, H, W] (+ depth [1, 1, H, W], normalised as normalise_depth does), outputs out0..out4 = means,
+// theta, log_scales, colors, opacity_logit.
+class GsInitializer : public Model {
  public:
   explicit GsInitializer(const GsConfig& c);
   // image [3, H, W] (+ depth_norm [1, H, W] when the config uses depth) -> the blobs, differentiable
   // in the network's weights (for its self-supervised training).
   FitParams forward(const Tensor& image, const Tensor& depth_norm);
+
+  std::string name() const override { return "gs_initializer"; }
+  nlohmann::json config() const override { return cfg_.to_json(); }
+  Tensor deblur(const Tensor&, const Tensor&, const Tensor&) override;
+  std::vector<std::string> forward_inputs() const override;
+  NamedTensors forward_named(const std::map<std::string, Tensor>& inputs) override;
 
  private:
   GsConfig cfg_;
@@ -124,7 +133,10 @@ class GsModel : public Model {
   std::string name() const override { return "gs"; }
   nlohmann::json config() const override { return cfg.to_json(); }
   ModelInputs inputs() const override { return {cfg.use_depth, false}; }
-  std::string describe() const override;
+  std::string description() const override;
+  // `forward`: x [B, 3, H, W] (+ depth [B, 1, H, W] when it uses depth) -> out0 = the deblurred images.
+  std::vector<std::string> forward_inputs() const override;
+  NamedTensors forward_named(const std::map<std::string, Tensor>& inputs) override;
   // Sec. 3.4 for each image of the batch (initializer, fit, deblurrer, render); the fit runs with grad on.
   Tensor deblur(const Tensor& input, const Tensor& depth, const Tensor& defocus) override;
   nlohmann::json stats() const override;

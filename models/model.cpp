@@ -44,8 +44,8 @@ Tensor run_deblur(Model& m, const LoadedSample& s, Device d, const InferenceOpti
   ModelInputs need = m.inputs();
   RF_CHECK(s.input.defined() && s.input.dim() == 3 && s.input.size(0) == 3, m.name(),
            ": expected an RGB image [3, H, W], got ", s.input.defined() ? describe(s.input) : "nothing");
-  RF_CHECK(!need.depth || s.depth.defined(), m.describe(), " needs a depth map, and none was given");
-  RF_CHECK(!need.defocus || s.defocus.defined(), m.describe(), " needs a defocus map, and none was given");
+  RF_CHECK(!need.depth || s.depth.defined(), m.description(), " needs a depth map, and none was given");
+  RF_CHECK(!need.defocus || s.defocus.defined(), m.description(), " needs a defocus map, and none was given");
   Tensor img = s.input.to(d);
   Tensor depth = need.depth ? s.depth.to(d) : Tensor(), defocus = need.defocus ? s.defocus.to(d) : Tensor();
   const int64_t h = img.size(1), w = img.size(2), ctx = m.tile_context(), tile = o.tile;

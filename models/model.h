@@ -31,7 +31,7 @@ class Model : public Module {
   virtual std::string name() const = 0;              // the registry name, e.g. "gs"
   virtual nlohmann::json config() const = 0;         // everything needed to rebuild it (stored in checkpoints)
   virtual ModelInputs inputs() const { return {}; }
-  virtual std::string describe() const { return name(); }  // one line for the programs' logs
+  virtual std::string description() const { return name(); }  // one line for the programs' logs
 
   // Inference: input [B, 3, H, W] in [0, 1] (depth / defocus [B, 1, H, W] when inputs() asks for them,
   // undefined otherwise) -> sharp [B, 3, H, W]. Called in eval mode under NoGrad by run_deblur().

@@ -12,6 +12,9 @@ const std::vector<ModelEntry>& model_entries() {
       {"gs", "paper 000: 2-D Gaussian blobs fitted to the image, adjusted by a Transformer, rendered sharp",
        [](const nlohmann::json& c) -> std::unique_ptr<Model> { return std::make_unique<GsModel>(GsConfig::from_json(c)); },
        gs_config_from_state_dict},
+      {"gs_initializer", "paper 000, gs's initializer alone (for forward): a U-Net placing one blob per 2x2 cell",
+       [](const nlohmann::json& c) -> std::unique_ptr<Model> { return std::make_unique<GsInitializer>(GsConfig::from_json(c)); },
+       nullptr},
   };
   return entries;
 }

@@ -88,7 +88,7 @@ EvalResult evaluate(const EvalOptions& o) {
   if (o.mode == "model") {
     dev = select_device(o.device, !o.quiet);
     model = load_model(o.weights, o.model, dev);
-    if (!o.quiet) std::fprintf(stderr, "evaluate: %s\n", model->describe().c_str());
+    if (!o.quiet) std::fprintf(stderr, "evaluate: %s\n", model->description().c_str());
   }
   double model_seconds = 0;
   std::unique_ptr<Lpips> lp;

@@ -358,7 +358,7 @@ void write_samples(const Recipe& r, TrainContext& ctx, const std::vector<ValImag
       images.push_back({pics[i].first, rel});
     }
   }
-  ctx.run->write_report(cat(r.program, ": ", ctx.model->describe()), images);
+  ctx.run->write_report(cat(r.program, ": ", ctx.model->description()), images);
 }
 
 std::string first_nonfinite_grad(const NamedTensors& params) {
@@ -449,7 +449,7 @@ int train_main(const Recipe& r, int argc, char** argv) {
     model->train();
     ctx.model = model.get();
     std::fprintf(stderr, "%s: %s, %zu training pairs and %zu validation pairs (%s layout), %lld parameters\n",
-                 r.program.c_str(), model->describe().c_str(), ctx.train.samples.size(), ctx.val.samples.size(),
+                 r.program.c_str(), model->description().c_str(), ctx.train.samples.size(), ctx.val.samples.size(),
                  ctx.train.layout.c_str(), (long long)model->num_parameters());
     nlohmann::json config = {{"program", r.program},
                              {"model_name", model_name},

@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
     auto model = make_model(name, config);
     model->load_state_dict(st.tensors, true, in);
     save_model(a.positional()[0], *model);
-    std::fprintf(stderr, "convert: %s, %lld parameters -> %s\n", model->describe().c_str(),
+    std::fprintf(stderr, "convert: %s, %lld parameters -> %s\n", model->description().c_str(),
                  (long long)model->num_parameters(), a.positional()[0].c_str());
     return 0;
   });

@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
     Device dev = select_device(a.str("--device", "auto"));
     a.check_all_used();
     auto model = load_model(weights, name, dev);
-    std::fprintf(stderr, "deblur: %s\n", model->describe().c_str());
+    std::fprintf(stderr, "deblur: %s\n", model->description().c_str());
 
     std::vector<std::pair<std::string, std::string>> jobs;  // input, output
     if (fs::is_directory(in)) {
