@@ -49,7 +49,13 @@ score "$OUT/synth_identity" --data "$DATA" --identity
 score "$OUT/synth_model" --data "$DATA" --model "$NAME" --weights "$weights" --device "$DEVICE"
 if [ -d "$PIXEL4" ]; then
   score "$OUT/pixel4_identity" --data "$PIXEL4" --identity --align
-  score "$OUT/pixel4_model" --data "$PIXEL4" --model "$NAME" --weights "$weights" --device "$DEVICE" --align
+  # A model that reads depth maps cannot score the Pixel 4 pairs (they have none): the row says so.
+  if ! "$bin/evaluate" --out "$OUT/pixel4_model" --data "$PIXEL4" --model "$NAME" --weights "$weights" \
+        --device "$DEVICE" --align >/dev/null 2>"$OUT/pixel4_model.err"; then
+    grep -q "needs a depth map" "$OUT/pixel4_model.err" || { cat "$OUT/pixel4_model.err" >&2; exit 1; }
+    rm -f "$OUT/pixel4_model/summary.json"
+    echo "the model reads depth maps; the Pixel 4 pairs have none" >"$OUT/pixel4_skipped"
+  fi
 fi
 
 # Inference time at 1280x720 and peak memory at 1680x1120 (one synthetic image each, timed by deblur).
@@ -83,12 +89,16 @@ row = {
     "pixel4_identity_ssim": pi["ssim"] if pi else None, "pixel4_ssim": pm["ssim"] if pm else None,
     "seconds_1280x720": t720, "peak_memory_1680x1120": m1680, "device": device,
 }
-json.dump(row, open(f"results/{name}_{recipe}.json", "w"), indent=2)
 f = lambda v, p=2: "–" if v is None else f"{v:.{p}f}"
 gain = sm["psnr"] - si["psnr"]
+skipped = os.path.join(out, "pixel4_skipped")
+row["pixel4_note"] = open(skipped).read().strip() if os.path.exists(skipped) else None
+json.dump(row, open(f"results/{name}_{recipe}.json", "w"), indent=2)
+pixel4 = (f"{f(row['pixel4_psnr'])} ({(row['pixel4_psnr'] or 0) - (row['pixel4_identity_psnr'] or 0):+.2f}) / {f(row['pixel4_ssim'], 3)}"
+          if row["pixel4_psnr"] is not None else (row["pixel4_note"] or "–"))
 md = (f"| {name} | {recipe} | {row['parameters']/1e6:.2f} M | {row['train_minutes']} min | "
       f"{f(sm['psnr'])} ({gain:+.2f}) / {f(sm['ssim'], 3)} | "
-      f"{f(row['pixel4_psnr'])} ({(row['pixel4_psnr'] or 0) - (row['pixel4_identity_psnr'] or 0):+.2f}) / {f(row['pixel4_ssim'], 3)} | "
+      f"{pixel4} | "
       f"{f(t720)} s ({device}) | {m1680 or '–'} |")
 open(f"results/{name}_{recipe}.md", "w").write(md + "\n")
 print(md)
