@@ -234,18 +234,8 @@ NamedTensors GsInitializer::forward_named(const std::map<std::string, Tensor>& i
 // --- blob deblurrer -------------------------------------------------------------------------------------------
 BlobDeblurrer::BlobDeblurrer(const GsConfig& c) : cfg_(c) {
   embed_ = register_module("embed", std::make_shared<Linear>(kTokenFeatures, c.dim));
-  for (int64_t i = 0; i < c.blocks; ++i) {
-    auto blk = register_module("blocks." + std::to_string(i), std::make_shared<Sequential>());
-    Block b;
-    b.ln1 = std::make_shared<LayerNorm>(c.dim);
-    b.qkv = std::make_shared<Linear>(c.dim, 3 * c.dim);
-    b.proj = std::make_shared<Linear>(c.dim, c.dim);
-    b.ln2 = std::make_shared<LayerNorm>(c.dim);
-    b.fc1 = std::make_shared<Linear>(c.dim, c.ffn_mult * c.dim);
-    b.fc2 = std::make_shared<Linear>(c.ffn_mult * c.dim, c.dim);
-    for (auto m : std::vector<std::shared_ptr<UnaryModule>>{b.ln1, b.qkv, b.proj, b.ln2, b.fc1, b.fc2}) blk->push_back(m);
-    blocks_.push_back(b);
-  }
+  for (int64_t i = 0; i < c.blocks; ++i)
+    blocks_.push_back(register_module("blocks." + std::to_string(i), std::make_shared<TransformerBlock>(c.dim, c.heads, c.ffn_mult)));
   ln_out_ = register_module("ln_out", std::make_shared<LayerNorm>(c.dim));
   head_ = register_module("head", std::make_shared<Linear>(c.dim, 4));
   head_->weight.fill_(0.f);
@@ -307,17 +297,9 @@ Blobs BlobDeblurrer::forward(const Blobs& b, const Tensor& d2, const Tensor& d1,
 
   std::vector<int64_t> order = morton_order(b.means, h, w), inverse(n);
   for (int64_t i = 0; i < n; ++i) inverse[order[i]] = i;
-  const int64_t heads = cfg_.heads, hd = cfg_.dim / heads, window = cfg_.window_for(n);
+  const int64_t window = cfg_.window_for(n);
   Tensor x = embed_->forward(gather_rows(tokens, order));  // [N, dim], blobs in Z-order
-  for (Block& blk : blocks_) {
-    Tensor qkv = blk.qkv->forward(blk.ln1->forward(x)).reshape({n, 3, heads, hd});
-    qkv = permute(qkv, {1, 2, 0, 3});  // [3, heads, N, hd]
-    auto part = [&](int64_t i) { return qkv[i].reshape({1, heads, n, hd}); };
-    Tensor att = attention(part(0), part(1), part(2), window);                 // [1, heads, N, hd]
-    att = permute(att.reshape({heads, n, hd}), {1, 0, 2}).reshape({n, heads * hd});
-    x = x + blk.proj->forward(att);
-    x = x + blk.fc2->forward(gelu(blk.fc1->forward(blk.ln2->forward(x))));
-  }
+  for (auto& block : blocks_) x = block->forward(x, window);
   Tensor out = gather_rows(head_->forward(ln_out_->forward(x)), inverse);  // [N, 4], original order
   // Eq. 5-8.
   Tensor dphi = clamp(slice(out, 1, 0, 1).reshape({n}), 0.f, 3.14159265f);

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "layers/blocks.h"
 #include "layers/layers.h"
 #include "models/model.h"
 #include "ops/gauss_raster.h"
@@ -112,14 +113,10 @@ class BlobDeblurrer : public Module {
   static constexpr int64_t kTokenFeatures = 31;
 
  private:
-  struct Block {
-    std::shared_ptr<LayerNorm> ln1, ln2;
-    std::shared_ptr<Linear> qkv, proj, fc1, fc2;
-  };
   GsConfig cfg_;
   std::shared_ptr<Linear> embed_, head_;
   std::shared_ptr<LayerNorm> ln_out_;
-  std::vector<Block> blocks_;
+  std::vector<std::shared_ptr<TransformerBlock>> blocks_;  // blocks.<i>.{ln1, qkv, proj, ln2, fc1, fc2}
 };
 
 // The whole network: initializer.* and deblurrer.* parameters in one checkpoint.

@@ -1,0 +1,147 @@
+// The model interface through the programs: `forward` reproduces a PyTorch twin with the same weights,
+// `convert` rebuilds a model from a plain state dict, and run_deblur's tiles equal the whole image.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "engine/fileio.h"
+#include "engine/safetensors.h"
+#include "layers/layers.h"
+#include "models/gs.h"
+#include "models/registry.h"
+#include "tests/harness.h"
+
+using namespace rf;
+using namespace rft;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string run_program(const std::string& args, int* code) {
+  std::string cmd = fs::read_symlink("/proc/self/exe").parent_path().string() + "/" + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p);
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  int status = pclose(p);
+  *code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+struct TempDir {
+  fs::path path = fs::temp_directory_path() / ("refocus_models_" + std::to_string(::getpid()));
+  TempDir() { fs::create_directories(path); }
+  ~TempDir() { fs::remove_all(path); }
+  std::string operator/(const std::string& r) const { return (path / r).string(); }
+};
+
+// tests/golden/<name>_twin.safetensors -> weights file, input file and config file for `forward`; returns
+// the expected outputs.
+std::map<std::string, Tensor> split_twin(const std::string& name, const TempDir& d) {
+  SafeTensors st = load_safetensors(std::string(REFOCUS_SOURCE_DIR) + "/tests/golden/" + name + "_twin.safetensors");
+  NamedTensors weights, inputs;
+  std::map<std::string, Tensor> expected;
+  for (auto& [k, t] : st.tensors) {
+    if (k.rfind("w.", 0) == 0)
+      weights.emplace_back(k.substr(2), t);
+    else if (k.rfind("out", 0) == 0)
+      expected[k] = t;
+    else
+      inputs.emplace_back(k, t);
+  }
+  save_safetensors(d / "weights.safetensors", weights);
+  save_safetensors(d / "in.safetensors", inputs);
+  write_file_atomic(d / "config.json", st.metadata["config"]);
+  return expected;
+}
+
+// Two 3x3 convolutions: each output pixel sees 2 px around it, so 3 px of tile context is enough.
+class TwoConvs : public Model {
+ public:
+  TwoConvs() {
+    ConvOptions same = ConvOptions::make(1, 1);
+    a_ = register_module("a", std::make_shared<Conv2d>(3, 6, 3, same));
+    b_ = register_module("b", std::make_shared<Conv2d>(6, 3, 3, same));
+  }
+  std::string name() const override { return "two_convs"; }
+  nlohmann::json config() const override { return nlohmann::json::object(); }
+  Tensor deblur(const Tensor& x, const Tensor&, const Tensor&) override { return x + 0.1f * b_->forward(relu(a_->forward(x))); }
+  int64_t tile_context() const override { return 3; }
+  int64_t size_multiple() const override { return 4; }
+
+ private:
+  std::shared_ptr<Conv2d> a_, b_;
+};
+
+}  // namespace
+
+TEST_SUITE("models") {
+
+TEST_CASE("run_deblur in tiles with context equals the whole image, sizes padded to the model's multiple") {
+  manual_seed(3);
+  TwoConvs m;
+  LoadedSample s;
+  s.input = uniform_input({3, 37, 53}, 0.f, 1.f, 11);  // not a multiple of the tile or of 4
+  Tensor whole = run_deblur(m, s, Device::CPU, InferenceOptions{0});
+  Tensor tiled = run_deblur(m, s, Device::CPU, InferenceOptions{16});
+  CHECK(whole.shape() == Shape{3, 37, 53});
+  CHECK(tiled.shape() == whole.shape());
+  CHECK(max_abs_diff(tiled, whole) < 1e-6);
+  CHECK(max_abs_diff(whole, clamp(s.input, 0.f, 1.f)) > 1e-3);  // the model did something
+}
+
+TEST_CASE("forward on gs's initializer reproduces its PyTorch twin (same weights, non-square input)") {
+  TempDir d;
+  auto expected = split_twin("gs_initializer", d);
+  int code = 0;
+  std::string out = run_program("forward --model gs_initializer --device cpu --weights " + (d / "weights.safetensors") +
+                                    " --config " + (d / "config.json") + " " + (d / "in.safetensors") + " " +
+                                    (d / "out.safetensors"),
+                                &code);
+  REQUIRE_MESSAGE(code == 0, out);
+  SafeTensors got = load_safetensors(d / "out.safetensors");
+  REQUIRE(expected.size() == 5);
+  for (auto& [k, want] : expected) {
+    REQUIRE_MESSAGE(got.tensors.count(k), k);
+    CHECK(got.tensors[k].shape() == want.shape());
+    double e = rel_err(got.tensors[k], want);
+    MESSAGE("gs_initializer ", k, ": relative error ", e);
+    CHECK(e < 1e-4);
+  }
+  // A missing input is named.
+  save_safetensors(d / "bad.safetensors", {{"y", expected["out0"]}});
+  out = run_program("forward --model gs_initializer --device cpu --weights " + (d / "weights.safetensors") + " --config " +
+                        (d / "config.json") + " " + (d / "bad.safetensors") + " " + (d / "o.safetensors"),
+                    &code);
+  CHECK(code == 1);
+  CHECK(out.find("no input named 'x'") != std::string::npos);
+}
+
+TEST_CASE("convert rebuilds gs from a plain state dict, its config read off the shapes") {
+  TempDir d;
+  GsConfig c;
+  c.init_width = 8;
+  c.dim = 32;
+  c.blocks = 2;
+  c.use_depth = false;
+  manual_seed(5);
+  GsModel m(c);
+  save_safetensors(d / "plain.safetensors", m.state_dict());  // no refocus metadata
+  int code = 0;
+  std::string out = run_program("convert --model gs --official " + (d / "plain.safetensors") + " " + (d / "gs.safetensors"), &code);
+  REQUIRE_MESSAGE(code == 0, out);
+  auto back = load_model(d / "gs.safetensors", "gs", Device::CPU);
+  GsConfig b = static_cast<GsModel&>(*back).cfg;
+  CHECK(b.init_width == 8);
+  CHECK(b.dim == 32);
+  CHECK(b.blocks == 2);
+  CHECK_FALSE(b.use_depth);
+  auto sa = m.state_dict(), sb = back->state_dict();
+  REQUIRE(sa.size() == sb.size());
+  for (size_t i = 0; i < sa.size(); ++i) CHECK(max_abs_diff(sa[i].second, sb[i].second) == 0);
+}
+
+}  // TEST_SUITE
