@@ -44,4 +44,13 @@ for o in ours:
     r = f"{o['ms'] / t['ms']:.2f}" if t else "-"
     print(f"{o['name']:48s} {o['device']:6s} {o['ms']:11.2f} {t['ms'] if t else float('nan'):9.2f} {r:>6s}")
 PYEOF
+# Peak memory: each case in its own process, refocus then PyTorch (growth of the peak resident set).
+echo
+echo "peak memory (growth of the process's peak resident set over its baseline; refocus's tensor bytes too)"
+for c in adds unet gs; do
+  "$BUILD/bin/bench_memory" --case "$c" --device "$DEV" | sed 's/^/refocus /'
+  if [ "$c" != gs ] && "$PY" -c 'import torch' 2>/dev/null; then
+    "$PY" "$here/bench_memory_torch.py" --case "$c" --device "$DEV" --threads "$THREADS" | sed 's/^/torch   /'
+  fi
+done
 rm -rf "$out"

@@ -1,0 +1,157 @@
+// Peak memory of three training workloads, one per process (so that the process's peak resident set
+// measures that workload alone): bench/bench_memory_torch.py runs the same work in PyTorch.
+//   bench_memory --case adds|unet|gs [--device cpu|cuda]
+// Prints one JSON line: peak growth of the resident set over the baseline taken after setup (the kernel's
+// VmHWM, reset through /proc/self/clear_refs), and refocus's own count of tensor bytes at the peak.
+//   adds: x (64 MiB, requires grad); y = x; 10 times y = y + x; then backward. Forward growth is the point:
+//         a tape that keeps every node's inputs alive holds all ten intermediates.
+//   unet: one training step (forward, backward, Adam) of a 3-level U-Net, batch 4, 3x128x128.
+//   gs:   one training step of gs's blob deblurrer (3 blocks, width 64, windows of 256) on 16,384 blobs
+//         rendered at 128x128, MSE, AdamW.
+#include <cstdio>
+#include <array>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include "engine/allocator.h"
+#include "layers/layers.h"
+#include "layers/losses.h"
+#include "layers/optim.h"
+#include "models/gs.h"
+#include "ops/ops.h"
+
+using namespace rf;
+
+namespace {
+
+// Resident set now and its peak (kB), from /proc/self/status.
+long status_kb(const char* key) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(key, 0) == 0) return std::stol(line.substr(std::strlen(key)));
+  return -1;
+}
+
+struct Peak {
+  long base_kb = 0;
+  size_t base_bytes = 0;
+  void start() {
+    std::ofstream("/proc/self/clear_refs") << "5";  // resets VmHWM to the current resident set
+    base_kb = status_kb("VmRSS:");
+    host_reset_peak();
+    base_bytes = host_alloc_stats().allocated_bytes;
+  }
+  double rss_mib() const { return (status_kb("VmHWM:") - base_kb) / 1024.0; }
+  double tensors_mib() const { return (host_alloc_stats().peak_allocated_bytes - base_bytes) / 1048576.0; }
+};
+
+void print(const char* name, const char* phase, const Peak& p, Device d) {
+  double gpu = d == Device::CUDA ? cuda_alloc_stats().peak_allocated_bytes / 1048576.0 : 0;
+  std::printf("{\"name\": \"%s\", \"phase\": \"%s\", \"device\": \"%s\", \"rss_growth_mib\": %.1f, "
+              "\"tensor_peak_mib\": %.1f, \"gpu_peak_mib\": %.1f}\n",
+              name, phase, device_name(d), p.rss_mib(), p.tensors_mib(), gpu);
+  std::fflush(stdout);
+}
+
+struct UNet : Module {
+  std::shared_ptr<Sequential> enc1, down1, down2, up2, dec1, head;
+  std::shared_ptr<ConvTranspose2d> up1;
+  static std::shared_ptr<Sequential> convs(std::vector<std::array<int64_t, 3>> l) {  // {in, out, stride}
+    auto s = std::make_shared<Sequential>();
+    for (auto [in, out, st] : l) {
+      s->push_back(std::make_shared<Conv2d>(in, out, 3, ConvOptions::make(st, 1)));
+      s->push_back(std::make_shared<Activation>(Act::ReLU));
+    }
+    return s;
+  }
+  UNet() {
+    enc1 = register_module("enc1", convs({{3, 32, 1}, {32, 32, 1}}));
+    down1 = register_module("down1", convs({{32, 64, 2}, {64, 64, 1}}));
+    down2 = register_module("down2", convs({{64, 128, 2}, {128, 128, 1}}));
+    up2 = register_module("up2", std::make_shared<Sequential>());
+    up2->push_back(std::make_shared<ConvTranspose2d>(128, 64, 4, ConvOptions::make(2, 1)));
+    up1 = register_module("up1", std::make_shared<ConvTranspose2d>(128, 32, 4, ConvOptions::make(2, 1)));
+    dec1 = register_module("dec1", convs({{64, 32, 1}}));
+    head = register_module("head", std::make_shared<Sequential>());
+    head->push_back(std::make_shared<Conv2d>(32, 3, 3, ConvOptions::make(1, 1)));
+  }
+  Tensor forward(const Tensor& x) {
+    Tensor e1 = enc1->forward(x), d1 = down1->forward(e1), d2 = down2->forward(d1);
+    Tensor u2 = relu(up2->forward(d2));
+    Tensor u1 = relu(up1->forward(concat({u2, d1}, 1)));
+    return x + head->forward(dec1->forward(concat({u1, e1}, 1)));
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string which = "adds", dev_name = "cpu";
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--case") && i + 1 < argc) which = argv[++i];
+    else if (!std::strcmp(argv[i], "--device") && i + 1 < argc) dev_name = argv[++i];
+  }
+  try {
+    Device dev = select_device(dev_name, false);
+    Generator g(1);
+    Peak p;
+    if (which == "adds") {
+      Tensor x = randn({16 << 20}, dev, &g).set_requires_grad();  // 64 MiB
+      cuda_reset_peak();
+      p.start();
+      Tensor y = x;
+      for (int i = 0; i < 10; ++i) y = y + x;
+      print("10 chained adds of 64 MiB", "forward", p, dev);
+      sum(y).backward();
+      print("10 chained adds of 64 MiB", "forward+backward", p, dev);
+    } else if (which == "unet") {
+      manual_seed(1);
+      UNet net;
+      net.to(dev);
+      Adam opt(net.named_parameters(), AdamOptions{1e-4f});
+      Tensor x = rand({4, 3, 128, 128}, dev, &g), t = rand({4, 3, 128, 128}, dev, &g);
+      auto step = [&] {
+        opt.zero_grad();
+        mse_loss(net.forward(x), t).backward();
+        opt.step();
+      };
+      step();  // Adam's state exists from here on
+      cuda_reset_peak();
+      p.start();
+      step();
+      print("U-Net training step, batch 4, 128x128", "step", p, dev);
+    } else if (which == "gs") {
+      manual_seed(1);
+      GsConfig c;
+      c.window = 256;
+      BlobDeblurrer deblurrer(c);
+      deblurrer.to(dev);
+      AdamOptions ao;
+      ao.weight_decay = 1e-2f;
+      AdamW opt(deblurrer.named_parameters(), ao);
+      const int64_t n = 16384, side = 128;
+      Blobs b{rand({n, 2}, dev, &g) * (float)side, rand({n}, dev, &g) * 3.f, rand({n, 2}, dev, &g) * 2.f + 0.5f,
+              rand({n, 3}, dev, &g) * 0.3f, rand({n}, dev, &g)};
+      Tensor target = rand({3, side, side}, dev, &g), d2 = rand({n}, dev, &g);
+      Tensor d1 = full({1}, 0.5f, dev), log_k = full({1}, -3.f, dev);
+      auto step = [&] {
+        opt.zero_grad();
+        mse_loss(rasterize(deblurrer.forward(b, d2, d1, log_k, side, side), side, side), target).backward();
+        opt.step();
+      };
+      step();
+      cuda_reset_peak();
+      p.start();
+      step();
+      print("gs deblurrer training step, 16384 blobs, 128x128", "step", p, dev);
+    } else {
+      throw Error(cat("unknown --case ", which, " (adds, unet, gs)"));
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_memory: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
