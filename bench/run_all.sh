@@ -9,6 +9,7 @@ THREADS=$(nproc)
 here=$(cd "$(dirname "$0")" && pwd)
 out=$(mktemp -d)
 "$BUILD/bin/bench_engine" --device "$DEV" --threads "$THREADS" >"$out/ours.jsonl"
+"$BUILD/bin/bench_reduce" --device "$DEV" --threads "$THREADS" >>"$out/ours.jsonl"
 # One defocused image for both fits (256x256 on the CPU, 1680x1120 on the GPU).
 size=256x256; [ "$DEV" = cuda ] && size=1120x1680
 "$BUILD/bin/make_synth" --out "$out/img" --n 1 --size "$size" --seed 3 2>/dev/null
@@ -16,6 +17,7 @@ img="$out/img/train_c/source/synth_00000.png"
 "$BUILD/bin/bench_gs" --device "$DEV" --threads "$THREADS" --image "$img" ${FIT_ITERS:+--fit-iters $FIT_ITERS} >>"$out/ours.jsonl"
 if "$PY" -c 'import torch' 2>/dev/null; then
   "$PY" "$here/bench_engine_torch.py" --device "$DEV" --threads "$THREADS" >"$out/torch.jsonl"
+  "$PY" "$here/bench_reduce_torch.py" --device "$DEV" --threads "$THREADS" >>"$out/torch.jsonl"
   # TORCH_FIT_ITERS: time fewer iterations of the (slow) PyTorch fit; the table scales it to FIT_ITERS.
   "$PY" "$here/bench_gs_torch.py" --device "$DEV" --threads "$THREADS" --image "$img" \
       --fit-iters "${TORCH_FIT_ITERS:-${FIT_ITERS:-600}}" >>"$out/torch.jsonl"

@@ -47,44 +47,90 @@ ReduceIndexer make_reduce_indexer(const Shape& in, const std::vector<bool>& redu
 
 namespace cpu {
 
-// Sum of one output's reduced elements, the innermost reduced dim as a tight loop; double accumulator.
-static double reduce_one(const ReduceIndexer& ix, const float* base, int64_t r_begin, int64_t r_end) {
-  int64_t inner = ix.nr ? ix.rsize[ix.nr - 1] : 1, inner_stride = ix.nr ? ix.rstride[ix.nr - 1] : 0;
+// Contiguous sum with 16 independent float lanes, so the compiler vectorises it without reordering
+// anything: the order is fixed by the code, the same on every run.
+static float sum_contiguous(const float* p, int64_t n) {
+  float lane[16] = {0.f};
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16)
+    for (int k = 0; k < 16; ++k) lane[k] += p[j + k];
+  float s = 0.f;
+  for (int k = 0; k < 16; ++k) s += lane[k];
+  for (; j < n; ++j) s += p[j];
+  return s;
+}
+
+// Sum of rows [r0, r1) x inner [j0, j1) of one output's reduced elements (a row: an index over the reduced
+// dims but the innermost); float inside a row, double across rows.
+static double reduce_part(const ReduceIndexer& ix, const float* base, int64_t r0, int64_t r1, int64_t j0, int64_t j1) {
+  const int64_t inner_stride = ix.nr ? ix.rstride[ix.nr - 1] : 0;
   double acc = 0;
-  for (int64_t r = r_begin; r < r_end; ++r) {
+  for (int64_t r = r0; r < r1; ++r) {
     const float* p = base + decompose(ix.nr - 1, ix.rsize, ix.rstride, r);
-    float part = 0.f;  // float inside one row, double across rows
-    for (int64_t j = 0; j < inner; ++j) part += p[j * inner_stride];
-    acc += part;
+    if (inner_stride == 1) {
+      acc += sum_contiguous(p + j0, j1 - j0);
+    } else {
+      float part = 0.f;
+      for (int64_t j = j0; j < j1; ++j) part += p[j * inner_stride];
+      acc += part;
+    }
   }
   return acc;
 }
 
+// The innermost input dim is kept (e.g. [N, C] -> [C]): whole rows of outputs are added at once, so the
+// loop runs along contiguous memory for many outputs together; each output still sums in reduced-index order.
+static void reduce_kept_inner(const ReduceIndexer& ix, const float* x, float* out, float scale) {
+  const int64_t run = ix.ksize[ix.nk - 1], groups = ix.nout / run;
+  constexpr int64_t kBlock = 512;  // outputs per task
+  const int64_t blocks = (run + kBlock - 1) / kBlock;
+#pragma omp parallel for if (ix.nout * ix.nred > (1 << 15))
+  for (int64_t t = 0; t < groups * blocks; ++t) {
+    const int64_t gi = t / blocks, o0 = (t % blocks) * kBlock, n = std::min(kBlock, run - o0);
+    const float* base = x + decompose(ix.nk - 1, ix.ksize, ix.kstride, gi) + o0;
+    double total[kBlock];
+    float part[kBlock];
+    std::fill(total, total + n, 0.0);
+    for (int64_t r0 = 0; r0 < ix.nred; r0 += 256) {  // float over 256 rows, double across
+      std::fill(part, part + n, 0.f);
+      for (int64_t r = r0; r < std::min(ix.nred, r0 + 256); ++r) {
+        const float* row = base + (ix.nr == 1 ? r * ix.rstride[0] : decompose(ix.nr, ix.rsize, ix.rstride, r));
+        for (int64_t j = 0; j < n; ++j) part[j] += row[j];
+      }
+      for (int64_t j = 0; j < n; ++j) total[j] += part[j];
+    }
+    for (int64_t j = 0; j < n; ++j) out[gi * run + o0 + j] = (float)(total[j] * scale);
+  }
+}
+
+// Deterministic whatever the thread count: an output is summed by one thread, or, when there are few outputs
+// and long reductions, in a fixed number of parts (set by the shape, not by the threads) added in order.
 void reduce_sum(const ReduceIndexer& ix, const float* x, float* out, float scale) {
-  int64_t inner = ix.nr ? ix.rsize[ix.nr - 1] : 1;
-  int64_t rows = ix.nred / inner;  // reduced elements outside the innermost reduced dim
-  int threads = 1;
-#ifdef _OPENMP
-  threads = omp_get_max_threads();
-#endif
-  if (ix.nout >= threads * 4 || ix.nred < (1 << 15)) {
+  if (ix.nk > 0 && ix.kstride[ix.nk - 1] == 1 && ix.nr > 0) return reduce_kept_inner(ix, x, out, scale);
+  const int64_t inner = ix.nr ? ix.rsize[ix.nr - 1] : 1;
+  const int64_t rows = inner ? ix.nred / inner : 0;
+  if (ix.nout >= 64 || ix.nred < (1 << 16)) {
 #pragma omp parallel for if (ix.nout * ix.nred > (1 << 15))
     for (int64_t o = 0; o < ix.nout; ++o) {
       const float* base = x + decompose(ix.nk, ix.ksize, ix.kstride, o);
-      out[o] = (float)(reduce_one(ix, base, 0, rows) * scale);
+      out[o] = (float)(reduce_part(ix, base, 0, rows, 0, inner) * scale);
     }
-  } else {  // few outputs, long reductions: split the reduction across threads
-    for (int64_t o = 0; o < ix.nout; ++o) {
-      const float* base = x + decompose(ix.nk, ix.ksize, ix.kstride, o);
-      double acc = 0;
-      if (rows >= threads) {
-#pragma omp parallel for reduction(+ : acc)
-        for (int64_t r = 0; r < rows; ++r) acc += reduce_one(ix, base, r, r + 1);
-      } else {
-        acc = reduce_one(ix, base, 0, rows);
-      }
-      out[o] = (float)(acc * scale);
+    return;
+  }
+  constexpr int64_t kParts = 64;
+  std::vector<double> part(kParts);
+  for (int64_t o = 0; o < ix.nout; ++o) {
+    const float* base = x + decompose(ix.nk, ix.ksize, ix.kstride, o);
+#pragma omp parallel for
+    for (int64_t p = 0; p < kParts; ++p) {
+      if (rows >= kParts)  // parts of the rows
+        part[p] = reduce_part(ix, base, rows * p / kParts, rows * (p + 1) / kParts, 0, inner);
+      else  // parts of the inner dim of every row
+        part[p] = reduce_part(ix, base, 0, rows, inner * p / kParts, inner * (p + 1) / kParts);
     }
+    double acc = 0;
+    for (double v : part) acc += v;
+    out[o] = (float)(acc * scale);
   }
 }
 
