@@ -46,10 +46,13 @@ __global__ void attn_fwd_kernel(AttentionGeometry g, const float* q, const float
   float m = -INFINITY, l = 0.f;
   for (int64_t t = blo; t < bhi; t += kTile) {
     __syncthreads();
-    for (int64_t e = threadIdx.x; e < (int64_t)kTile * d; e += blockDim.x) {
-      int64_t jj = e / d, c = e % d, j = t + jj;
-      sk[jj][c] = j < g.n ? kb[j * d + c] : 0.f;
-      sv[jj][c] = j < g.n ? vb[j * d + c] : 0.f;
+    // Every column up to DMAX is written (zeros beyond d): the dot products run over DMAX, and 0 times an
+    // unwritten shared-memory word could be 0 x NaN = NaN.
+    for (int64_t e = threadIdx.x; e < (int64_t)kTile * DMAX; e += blockDim.x) {
+      int64_t jj = e / DMAX, c = e % DMAX, j = t + jj;
+      const bool in = j < g.n && c < d;
+      sk[jj][c] = in ? kb[j * d + c] : 0.f;
+      sv[jj][c] = in ? vb[j * d + c] : 0.f;
     }
     __syncthreads();
     if (!valid) continue;
@@ -100,10 +103,11 @@ __global__ void attn_dq_kernel(AttentionGeometry g, const float* q, const float*
   block_range(g, (int64_t)blockIdx.x * kTile, min(g.n - 1, (int64_t)blockIdx.x * kTile + kTile - 1), blo, bhi);
   for (int64_t t = blo; t < bhi; t += kTile) {
     __syncthreads();
-    for (int64_t e = threadIdx.x; e < (int64_t)kTile * d; e += blockDim.x) {
-      int64_t jj = e / d, c = e % d, j = t + jj;
-      sk[jj][c] = j < g.n ? k[(b * g.n + j) * d + c] : 0.f;
-      sv[jj][c] = j < g.n ? v[(b * g.n + j) * d + c] : 0.f;
+    for (int64_t e = threadIdx.x; e < (int64_t)kTile * DMAX; e += blockDim.x) {  // all DMAX columns (see forward)
+      int64_t jj = e / DMAX, c = e % DMAX, j = t + jj;
+      const bool in = j < g.n && c < d;
+      sk[jj][c] = in ? k[(b * g.n + j) * d + c] : 0.f;
+      sv[jj][c] = in ? v[(b * g.n + j) * d + c] : 0.f;
     }
     __syncthreads();
     if (!valid) continue;
@@ -144,10 +148,11 @@ __global__ void attn_dkv_kernel(AttentionGeometry g, const float* q, const float
   block_range(g, (int64_t)blockIdx.x * kTile, min(g.n - 1, (int64_t)blockIdx.x * kTile + kTile - 1), blo, bhi);
   for (int64_t t = blo; t < bhi; t += kTile) {
     __syncthreads();
-    for (int64_t e = threadIdx.x; e < (int64_t)kTile * d; e += blockDim.x) {
-      int64_t ii = e / d, c = e % d, i = t + ii;
-      sq[ii][c] = i < g.n ? q[(b * g.n + i) * d + c] : 0.f;
-      sgo[ii][c] = i < g.n ? go[(b * g.n + i) * d + c] : 0.f;
+    for (int64_t e = threadIdx.x; e < (int64_t)kTile * DMAX; e += blockDim.x) {  // all DMAX columns (see forward)
+      int64_t ii = e / DMAX, c = e % DMAX, i = t + ii;
+      const bool in = i < g.n && c < d;
+      sq[ii][c] = in ? q[(b * g.n + i) * d + c] : 0.f;
+      sgo[ii][c] = in ? go[(b * g.n + i) * d + c] : 0.f;
     }
     for (int64_t ii = threadIdx.x; ii < kTile; ii += blockDim.x) {
       int64_t i = t + ii;

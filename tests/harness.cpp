@@ -36,6 +36,22 @@ Tensor input_away_from_zero(const Shape& s, float lo, float hi, float gap, uint6
   return from_vector(v, s);
 }
 
+Blobs random_blobs(int64_t n, float h, float w, uint64_t seed, float s_lo, float s_hi) {
+  Generator g(seed);
+  std::vector<float> m(2 * n);
+  for (int64_t i = 0; i < n; ++i) {
+    m[2 * i] = g.uniform(0.f, w);
+    m[2 * i + 1] = g.uniform(0.f, h);
+  }
+  Blobs b;
+  b.means = from_vector(m, {n, 2});
+  b.theta = uniform({n}, 0.f, 3.14159f, Device::CPU, &g);
+  b.scales = uniform({n, 2}, s_lo, s_hi, Device::CPU, &g);
+  b.colors = uniform({n, 3}, -0.5f, 1.f, Device::CPU, &g);
+  b.opacity = uniform({n}, 0.2f, 1.f, Device::CPU, &g);
+  return b;
+}
+
 double rel_err(const Tensor& a, const Tensor& b) {
   REQUIRE_MESSAGE(a.shape() == b.shape(), "shapes differ: " << describe(a) << " vs " << describe(b));
   auto va = a.to_vector(), vb = b.to_vector();

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/gauss_raster.h"
 #include "ops/ops.h"
 
 namespace rft {
@@ -19,6 +20,9 @@ using OpFn = std::function<Tensor(const std::vector<Tensor>&)>;
 Tensor uniform_input(const Shape& s, float lo, float hi, uint64_t seed);
 // Values uniform in [lo, hi) with |v| >= gap: keeps inputs of kinked ops (relu, abs, ...) away from the kink.
 Tensor input_away_from_zero(const Shape& s, float lo, float hi, float gap, uint64_t seed);
+
+// n random blobs with centres in [0, w) x [0, h), scales in [s_lo, s_hi) px (rasterizer and gs tests).
+rf::Blobs random_blobs(int64_t n, float h, float w, uint64_t seed, float s_lo = 0.7f, float s_hi = 4.f);
 
 // ||a - b|| / ||b|| (b may not be all zeros).
 double rel_err(const Tensor& a, const Tensor& b);

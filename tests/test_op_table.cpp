@@ -1,0 +1,335 @@
+// Every op x several shapes x every device, in one table (ggml's habit): each row is an op and the input
+// shapes it is tried on (odd sizes, batch > 1, non-square, size-1 dims); each case runs a finite-difference
+// check of the CPU path and a CPU<->CUDA parity check of forward and backward (skipped, with a message,
+// without a GPU). The custom ops (rasterizer, attention) are also compared with naive oracles here.
+// PyTorch golden comparisons stay in test_ops.cpp.
+#include <cmath>
+
+#include "ops/attention.h"
+#include "ops/attention_impl.h"
+#include "ops/gauss_raster.h"
+#include "ops/separable.h"
+#include "tests/harness.h"
+
+using namespace rf;
+using namespace rft;
+
+namespace {
+
+struct Row {
+  std::string op;
+  OpFn f;
+  std::vector<std::vector<Shape>> cases;  // the input shapes of each case
+  float lo = -1.f, hi = 1.f;             // input values
+  bool kinked = false;                    // piecewise-linear: inputs kept away from 0 and a small FD step
+  std::vector<int> skip = {};             // inputs without gradients
+  double parity_tol = 1e-4;
+  double fd_tol = 1e-2;
+  double fd_eps = 1e-2;
+};
+
+int g_cases = 0;  // for the seeds
+
+void run(const std::vector<Row>& rows) {
+  for (const Row& r : rows) {
+    int k = 0;
+    for (const auto& shapes : r.cases) {
+      g_cases++;
+      std::vector<Tensor> in;
+      uint64_t seed = 1000 + 17 * (uint64_t)g_cases;
+      for (const Shape& s : shapes)
+        in.push_back(r.kinked ? input_away_from_zero(s, r.lo, r.hi, 0.05f, seed++) : uniform_input(s, r.lo, r.hi, seed++));
+      std::string name = r.op + " case " + std::to_string(k++);
+      GradCheck gc;
+      gc.skip = r.skip;
+      gc.tol = r.fd_tol;
+      gc.eps = r.fd_eps;
+      if (r.kinked) {
+        gc.eps = 1e-3;
+        gc.tol = std::max(r.fd_tol, 2e-2);
+      }
+      check_gradients(name, r.f, in, gc);
+      check_cuda_parity(name, r.f, in, r.parity_tol, r.skip);
+    }
+  }
+}
+
+using S = std::vector<Shape>;
+
+// --- the rasterizer's oracle: Eq. 4 pixel by pixel over every blob, Sigma inverted explicitly --------------
+
+Tensor naive_render(const Blobs& b, int64_t h, int64_t w, double sigmas) {
+  auto m = b.means.to_vector(), th = b.theta.to_vector(), s = b.scales.to_vector(), c = b.colors.to_vector(),
+       o = b.opacity.to_vector();
+  std::vector<double> img(3 * h * w, 0.0);
+  for (int64_t i = 0; i < b.size(); ++i) {
+    double ct = std::cos(th[i]), st = std::sin(th[i]), s1 = s[2 * i], s2 = s[2 * i + 1];
+    double sxx = s1 * s1 * ct * ct + s2 * s2 * st * st, syy = s1 * s1 * st * st + s2 * s2 * ct * ct;
+    double sxy = (s1 * s1 - s2 * s2) * ct * st, det = sxx * syy - sxy * sxy;
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t x = 0; x < w; ++x) {
+        double dx = x + 0.5 - m[2 * i], dy = y + 0.5 - m[2 * i + 1];
+        double q = (syy * dx * dx - 2 * sxy * dx * dy + sxx * dy * dy) / det;
+        if (q > sigmas * sigmas) continue;
+        for (int k = 0; k < 3; ++k) img[k * h * w + y * w + x] += c[3 * i + k] * o[i] * std::exp(-0.5 * q);
+      }
+  }
+  return from_vector(std::vector<float>(img.begin(), img.end()), {3, h, w});
+}
+
+OpFn raster_fn(int64_t h, int64_t w, float sigmas) {
+  return [=](const std::vector<Tensor>& x) { return rasterize(Blobs{x[0], x[1], x[2], x[3], x[4]}, h, w, sigmas); };
+}
+
+std::vector<Tensor> as_inputs(const Blobs& b) { return {b.means, b.theta, b.scales, b.colors, b.opacity}; }
+
+// --- attention's oracle: softmax(Q K^T / sqrt(D)) V with every score stored, window by window ---------------
+Tensor naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t window) {
+  const int64_t b = q.size(0), h = q.size(1), n = q.size(2), d = q.size(3);
+  if (window == 0 || window > n) window = n;
+  std::vector<Tensor> parts;
+  for (int64_t s = 0; s < n; s += window) {
+    int64_t e = std::min(n, s + window);
+    Tensor qs = slice(q, 2, s, e).reshape({b * h, e - s, d}), ks = slice(k, 2, s, e).reshape({b * h, e - s, d});
+    Tensor vs = slice(v, 2, s, e).reshape({b * h, e - s, d});
+    Tensor p = softmax(matmul(qs, ks, false, true) * (1.f / std::sqrt((float)d)), -1);
+    parts.push_back(matmul(p, vs).reshape({b, h, e - s, d}));
+  }
+  return concat(parts, 2);
+}
+
+}  // namespace
+
+std::vector<Row> elementwise_rows() {
+  return std::vector<Row>{
+      {"add", [](auto& x) { return x[0] + x[1]; }, {S{{2, 3, 5}, {2, 3, 5}}, S{{2, 3, 4, 5}, {3, 1, 5}}, S{{1}, {7, 1}}}},
+      {"sub", [](auto& x) { return x[0] - x[1]; }, {S{{3, 7}, {7}}, S{{1, 4, 1}, {5, 1, 6}}}},
+      {"mul", [](auto& x) { return x[0] * x[1]; }, {S{{2, 9, 3}, {2, 9, 3}}, S{{4, 1, 3, 3}, {2, 1, 1}}}},
+      {"div", [](auto& x) { return x[0] / x[1]; }, {S{{5, 3}, {5, 3}}, S{{2, 3, 4}, {4}}}, 0.5f, 2.f},
+      {"maximum", [](auto& x) { return maximum(x[0], x[1]); }, {S{{3, 5}, {3, 5}}, S{{2, 3, 1}, {1, 4}}}, -1, 1, true},
+      {"minimum", [](auto& x) { return minimum(x[0], x[1]); }, {S{{3, 5}, {1, 5}}}, -1, 1, true},
+      {"exp", [](auto& x) { return exp(x[0]); }, {S{{3, 5, 7}}, S{{1}}}},
+      {"log", [](auto& x) { return log(x[0]); }, {S{{4, 9}}, S{{2, 1, 3}}}, 0.3f, 3.f},
+      {"sqrt", [](auto& x) { return sqrt(x[0]); }, {S{{4, 9}}}, 0.3f, 3.f},
+      {"pow", [](auto& x) { return pow(x[0], 1.7f); }, {S{{6, 5}}, S{{1, 1, 3}}}, 0.3f, 3.f},
+      {"square", [](auto& x) { return square(x[0]); }, {S{{2, 3, 5}}}},
+      {"abs", [](auto& x) { return abs(x[0]); }, {S{{5, 7}}}, -1, 1, true},
+      {"clamp", [](auto& x) { return clamp(x[0], -0.4f, 0.6f); }, {S{{5, 7}}, S{{2, 2, 3, 3}}}, -1, 1, true},
+      {"relu", [](auto& x) { return relu(x[0]); }, {S{{5, 7}}, S{{2, 3, 4, 5}}}, -1, 1, true},
+      {"leaky_relu", [](auto& x) { return leaky_relu(x[0], 0.2f); }, {S{{5, 7}}}, -1, 1, true},
+      {"sigmoid", [](auto& x) { return sigmoid(x[0]); }, {S{{3, 11}}}, -4, 4},
+      {"tanh", [](auto& x) { return tanh(x[0]); }, {S{{3, 11}}}, -3, 3},
+      {"sin", [](auto& x) { return sin(x[0]); }, {S{{3, 11}}}, -4, 4},
+      {"cos", [](auto& x) { return cos(x[0]); }, {S{{3, 11}}}, -4, 4},
+      {"gelu", [](auto& x) { return gelu(x[0]); }, {S{{3, 11}}}, -3, 3},
+      {"softplus", [](auto& x) { return softplus(x[0]); }, {S{{3, 11}}}, -3, 3},
+      {"affine", [](auto& x) { return affine(x[0], -1.5f, 0.25f); }, {S{{2, 7, 3}}}},
+  };
+}
+
+std::vector<Row> reduction_rows() {
+  return std::vector<Row>{
+      {"sum all", [](auto& x) { return sum(x[0]); }, {S{{3, 4, 5}}, S{{1, 1}}, S{{1001}}}},
+      {"sum dims", [](auto& x) { return sum(x[0], {0, 2}); }, {S{{3, 4, 5}}, S{{2, 1, 7, 3}}}},
+      {"mean keepdim", [](auto& x) { return mean(x[0], {1, 3}, true); }, {S{{2, 3, 4, 5}}, S{{1, 9, 1, 2}}}},
+      {"max dim", [](auto& x) { return max(x[0], 1); }, {S{{3, 6, 4}}, S{{2, 5}}}, -1, 1, true},
+      {"sum_to", [](auto& x) { return sum_to(x[0], {3, 1}); }, {S{{2, 3, 5}}}},
+      {"expand", [](auto& x) { return expand(x[0], {4, 3, 5}); }, {S{{3, 1}}, S{{1, 5}}}},
+      {"softmax", [](auto& x) { return softmax(x[0], 1); }, {S{{3, 7, 2}}, S{{2, 1}}}, -2, 2},
+      {"log_softmax", [](auto& x) { return log_softmax(x[0], -1); }, {S{{4, 9}}, S{{2, 3, 5}}}, -2, 2},
+  };
+}
+
+std::vector<Row> matmul_rows() {
+  return std::vector<Row>{
+      {"matmul", [](auto& x) { return matmul(x[0], x[1]); }, {S{{5, 7}, {7, 3}}, S{{2, 4, 3}, {2, 3, 6}}, S{{1, 1}, {1, 5}}}},
+      {"matmul shared", [](auto& x) { return matmul(x[0], x[1]); }, {S{{3, 5, 4}, {4, 2}}}},
+      {"matmul transposed", [](auto& x) { return matmul(x[0], x[1], true, true); }, {S{{7, 5}, {3, 7}}, S{{2, 4, 3}, {2, 6, 4}}}},
+      {"linear", [](auto& x) { return linear(x[0], x[1], x[2]); }, {S{{5, 7}, {3, 7}, {3}}, S{{2, 3, 4}, {6, 4}, {6}}}},
+  };
+}
+
+std::vector<Row> conv_rows() {
+  auto conv = [](ConvOptions o) { return [o](const std::vector<Tensor>& x) { return conv2d(x[0], x[1], x[2], o); }; };
+  ConvOptions strided = ConvOptions::make(2, 1), dilated = ConvOptions::make(1, 2, 2), grouped = ConvOptions::make(1, 1, 1, 2);
+  ConvOptions asym;
+  asym.stride_h = 2;
+  asym.pad_w = 2;
+  ConvOptions up = ConvOptions::make(2, 1);
+  ConvOptions up_out = ConvOptions::make(2, 1);
+  up_out.output_pad_h = up_out.output_pad_w = 1;
+  return std::vector<Row>{
+      {"conv2d 3x3 same", conv(ConvOptions::make(1, 1)), {S{{2, 3, 7, 9}, {4, 3, 3, 3}, {4}}, S{{1, 1, 5, 5}, {2, 1, 3, 3}, {2}}}},
+      {"conv2d stride 2", conv(strided), {S{{2, 2, 9, 8}, {3, 2, 3, 3}, {3}}}},
+      {"conv2d dilation 2", conv(dilated), {S{{1, 2, 10, 7}, {2, 2, 3, 3}, {2}}}},
+      {"conv2d groups 2", conv(grouped), {S{{2, 4, 6, 5}, {6, 2, 3, 3}, {6}}}},
+      {"conv2d 1x1 and asymmetric", conv(asym), {S{{2, 3, 7, 5}, {2, 3, 1, 5}, {2}}}},
+      {"conv2d no bias", [](auto& x) { return conv2d(x[0], x[1], Tensor(), ConvOptions::make(1, 2)); }, {S{{1, 2, 6, 7}, {3, 2, 5, 5}}}},
+      {"conv_transpose2d k4 s2", [up](auto& x) { return conv_transpose2d(x[0], x[1], x[2], up); },
+       {S{{2, 3, 4, 5}, {3, 2, 4, 4}, {2}}}},
+      {"conv_transpose2d output padding", [up_out](auto& x) { return conv_transpose2d(x[0], x[1], x[2], up_out); },
+       {S{{1, 2, 3, 4}, {2, 3, 3, 3}, {3}}}},
+  };
+}
+
+std::vector<Row> misc_rows() {
+  return std::vector<Row>{
+      {"max_pool2d", [](auto& x) { return max_pool2d(x[0], 2, 2); }, {S{{2, 3, 6, 8}}, S{{1, 1, 5, 7}}}, -1, 1, true},
+      {"max_pool2d padded", [](auto& x) { return max_pool2d(x[0], 3, 2, 1); }, {S{{1, 2, 7, 6}}}, -1, 1, true},
+      {"avg_pool2d", [](auto& x) { return avg_pool2d(x[0], 2, 2); }, {S{{2, 3, 6, 8}}}},
+      {"avg_pool2d 3 stride 1", [](auto& x) { return avg_pool2d(x[0], 3, 1, 1); }, {S{{1, 2, 5, 7}}}},
+      {"global_avg_pool", [](auto& x) { return global_avg_pool(x[0]); }, {S{{2, 3, 5, 4}}}},
+      {"layer_norm channels", [](auto& x) { return layer_norm(x[0], 1, x[1], x[2]); }, {S{{2, 5, 3, 4}, {5}, {5}}}},
+      {"layer_norm last", [](auto& x) { return layer_norm(x[0], -1, x[1], x[2]); }, {S{{3, 7, 6}, {6}, {6}}, S{{1, 9}, {9}, {9}}}},
+      {"batch_norm training",
+       [](auto& x) {
+         Tensor rm = zeros({x[0].size(1)}, x[0].device()), rv = ones({x[0].size(1)}, x[0].device());
+         return batch_norm(x[0], rm, rv, x[1], x[2], true);
+       },
+       {S{{4, 3, 5, 6}, {3}, {3}}, S{{2, 2, 1, 3}, {2}, {2}}}},
+      {"resize_bilinear", [](auto& x) { return resize_bilinear(x[0], 11, 7); }, {S{{2, 3, 5, 4}}, S{{1, 1, 9, 12}}}},
+      {"resize_bilinear corners", [](auto& x) { return resize_bilinear(x[0], 9, 13, true); }, {S{{1, 2, 5, 7}}}},
+      {"upsample_nearest", [](auto& x) { return upsample_nearest(x[0], 10, 9); }, {S{{2, 2, 5, 3}}}},
+      // Bilinear sampling is piecewise in the grid (kinks at pixel boundaries): a small step.
+      {"grid_sample", [](auto& x) { return grid_sample(x[0], x[1]); }, {S{{2, 3, 6, 7}, {2, 4, 5, 2}}}, -0.9f, 0.9f,
+       false, {}, 1e-4, 2e-2, 1e-3},
+      {"grid_sample border corners", [](auto& x) { return grid_sample(x[0], x[1], true, GridPadding::Border); },
+       {S{{1, 2, 5, 8}, {1, 3, 3, 2}}}, -0.9f, 0.9f, false, {}, 1e-4, 2e-2, 1e-3},
+      {"pad2d zeros", [](auto& x) { return pad2d(x[0], 1, 2, 3, 0, PadMode::Zeros); }, {S{{2, 3, 4, 5}}}},
+      {"pad2d reflect", [](auto& x) { return pad2d(x[0], 2, 1, 1, 3, PadMode::Reflect); }, {S{{1, 2, 5, 4}}}},
+      {"pad2d replicate", [](auto& x) { return pad2d(x[0], 3, 0, 2, 2, PadMode::Replicate); }, {S{{2, 1, 3, 4}}}},
+      {"separable_filter", [](auto& x) { return separable_filter(x[0], {0.2f, 0.5f, 0.3f}, {0.1f, 0.2f, 0.4f, 0.2f, 0.1f}); },
+       {S{{2, 3, 9, 11}}, S{{1, 5, 7}}}},
+      {"fft2", [](auto& x) { return fft2(x[0]); }, {S{{2, 5, 6}}, S{{1, 3, 7, 4}}}},
+      {"dropout (same mask both ways)",
+       [](auto& x) {
+         Generator g(3);
+         return dropout(x[0], 0.3f, true, &g);
+       },
+       {S{{4, 50}}}},
+  };
+}
+
+std::vector<Row> shape_rows() {
+  return std::vector<Row>{
+      {"permute", [](auto& x) { return permute(x[0], {2, 0, 1}); }, {S{{2, 3, 4}}, S{{1, 5, 1}}}},
+      {"transpose", [](auto& x) { return transpose(x[0], 0, 2); }, {S{{3, 2, 4}}}},
+      {"slice", [](auto& x) { return slice(x[0], 1, 1, 6, 2); }, {S{{2, 7, 3}}}},
+      {"concat", [](auto& x) { return concat({x[0], x[1], x[2]}, 1); }, {S{{2, 3, 4}, {2, 1, 4}, {2, 5, 4}}}},
+      {"unsqueeze/squeeze", [](auto& x) { return squeeze(unsqueeze(x[0], 1) * 2.f, 1); }, {S{{3, 4}}}},
+      {"gather_rows", [](auto& x) { return gather_rows(x[0], {4, 0, 0, 2, 3}); }, {S{{5, 3}}, S{{6, 2, 2}}}},
+      {"reshape + narrow0", [](auto& x) { return x[0].reshape({6, 4}).narrow0(1, 3) * 3.f; }, {S{{2, 3, 4}}}},
+  };
+}
+
+struct Geo {
+  int64_t b, h, n, d, window;
+};
+std::vector<Geo> attention_geos() {
+  return {{2, 3, 23, 16, 0}, {2, 3, 23, 16, 7}, {1, 2, 70, 32, 0}, {1, 1, 70, 64, 0}, {1, 2, 19, 1, 0},
+          {2, 1, 33, 8, 0},  {1, 2, 41, 24, 5}, {1, 1, 37, 48, 0}, {3, 1, 5, 4, 2}};
+}
+
+struct Scene {
+  int64_t n, h, w;
+  uint64_t seed;
+  float s_lo, s_hi;
+};
+// Non-square images, a single pixel row, and 700 blobs in one 16x16 tile (more than 256: all are drawn).
+std::vector<Scene> raster_scenes() { return {{60, 37, 45, 1, 0.7f, 4.f}, {9, 1, 30, 2, 0.7f, 3.f}, {700, 16, 16, 3, 0.4f, 1.2f}}; }
+
+TEST_SUITE("op table") {
+
+TEST_CASE("op table: elementwise") { run(elementwise_rows()); }
+
+TEST_CASE("op table: reductions and softmax") { run(reduction_rows()); }
+
+TEST_CASE("op table: matrix products") { run(matmul_rows()); }
+
+TEST_CASE("op table: convolutions") { run(conv_rows()); }
+
+TEST_CASE("op table: pooling, normalisation, resampling, padding, filters") { run(misc_rows()); }
+
+TEST_CASE("op table: shape ops") { run(shape_rows()); }
+
+TEST_CASE("op table: attention, head dims 1 to 64, windows, against the naive formula") {
+  std::vector<Geo> geos = attention_geos();
+  for (const Geo& g : geos) {
+    g_cases++;
+    std::string name = "attention [" + std::to_string(g.b) + ", " + std::to_string(g.h) + ", " + std::to_string(g.n) +
+                       ", " + std::to_string(g.d) + "] window " + std::to_string(g.window);
+    Shape s = {g.b, g.h, g.n, g.d};
+    std::vector<Tensor> in = {uniform_input(s, -1, 1, 5 + g.d), uniform_input(s, -1, 1, 6 + g.d), uniform_input(s, -1, 1, 7 + g.d)};
+    std::vector<Tensor> a, b;
+    for (auto& t : in) {
+      a.push_back(t.clone().set_requires_grad());
+      b.push_back(t.clone().set_requires_grad());
+    }
+    Tensor fused = attention(a[0], a[1], a[2], g.window), naive = naive_attention(b[0], b[1], b[2], g.window);
+    CHECK_MESSAGE(rel_err(fused, naive) < 1e-5, name);
+    Tensor gout = uniform_input(fused.shape(), -1, 1, 8);
+    fused.backward(gout);
+    naive.backward(gout);
+    for (int i = 0; i < 3; ++i) CHECK_MESSAGE(rel_err(a[i].grad(), b[i].grad()) < 1e-5, name << ": gradient of input " << i);
+    // The blocked GEMM path agrees with the per-query loop (the oracle kept forever).
+    AttentionGeometry geo{g.b * g.h, g.n, g.d, g.window ? g.window : g.n, 1.f / std::sqrt((float)g.d)};
+    Tensor o1 = empty_like(in[0]), o2 = empty_like(in[0]), l1 = empty({g.b * g.h, g.n}), l2 = empty({g.b * g.h, g.n});
+    cpu::attention_forward(geo, in[0].data(), in[1].data(), in[2].data(), o1.data(), l1.data());
+    cpu::attention_forward_reference(geo, in[0].data(), in[1].data(), in[2].data(), o2.data(), l2.data());
+    CHECK_MESSAGE(rel_err(o1, o2) < 1e-5, name);
+    Tensor q1 = empty_like(o1), k1 = empty_like(o1), v1 = empty_like(o1), q2 = empty_like(o1), k2 = empty_like(o1),
+           v2 = empty_like(o1);
+    cpu::attention_backward(geo, in[0].data(), in[1].data(), in[2].data(), o1.data(), l1.data(), gout.data(), q1.data(),
+                            k1.data(), v1.data());
+    cpu::attention_backward_reference(geo, in[0].data(), in[1].data(), in[2].data(), o2.data(), l2.data(), gout.data(),
+                                      q2.data(), k2.data(), v2.data());
+    CHECK_MESSAGE((rel_err(q1, q2) < 1e-5 && rel_err(k1, k2) < 1e-5 && rel_err(v1, v2) < 1e-5), name);
+    auto fn = [w = g.window](const std::vector<Tensor>& x) { return attention(x[0], x[1], x[2], w); };
+    if (g.n * g.d <= 400) check_gradients(name, fn, in);
+    check_cuda_parity(name, fn, in, 1e-4);
+  }
+}
+
+TEST_CASE("op table: rasterizer against the naive per-pixel sum, finite differences, parity") {
+  // Non-square images, a single pixel row, and 700 blobs in one 16x16 tile (more than 256: all are drawn).
+  for (const Scene& sc : raster_scenes()) {
+    g_cases++;
+    Blobs b = random_blobs(sc.n, (float)sc.h, (float)sc.w, sc.seed, sc.s_lo, sc.s_hi);
+    const int64_t h = sc.n == 700 ? 32 : sc.h, w = sc.n == 700 ? 40 : sc.w;
+    Tensor img = rasterize(b, h, w);
+    CHECK(img.shape() == Shape{3, h, w});
+    CHECK(rel_err(img, naive_render(b, h, w, 3.0)) < 1e-5);
+    CHECK(rel_err(rasterize(b, h, w, 5.f), naive_render(b, h, w, 5.0)) < 1e-5);
+    if (sc.n == 700) CHECK(last_raster_stats().max_blobs_in_a_tile > 256);
+    check_cuda_parity("rasterize " + std::to_string(sc.n) + " blobs", raster_fn(h, w, 3.f), as_inputs(b), 1e-4);
+  }
+  // Gradients of every blob parameter: a wide cutoff keeps the image smooth in the parameters (a pixel
+  // crossing the 3-sigma rim would jump).
+  g_cases++;
+  GradCheck gc;
+  gc.eps = 1e-3;
+  gc.tol = 1e-2;
+  check_gradients("rasterize", raster_fn(20, 24, 6.f), as_inputs(random_blobs(14, 20, 24, 2)), gc);
+  // Blobs outside the image or with a zero scale draw nothing.
+  Blobs b = random_blobs(5, 10, 10, 4);
+  b.means = from_vector({-50, -50, 500, 5, 5, 900, 5, 5, 5, 5}, {5, 2});
+  b.scales = from_vector({1, 1, 1, 1, 1, 1, 0, 1, 2, 2}, {5, 2});
+  Blobs only_last = b;
+  only_last.opacity = from_vector({0, 0, 0, 0, b.opacity.to_vector()[4]}, {5});
+  CHECK(max_abs_diff(rasterize(b, 10, 10), rasterize(only_last, 10, 10)) == 0.0);
+}
+
+TEST_CASE("op table: summary") {
+  // Counted from the tables themselves (ctest runs every test case in its own process).
+  int rows = 2, cases = (int)attention_geos().size() + (int)raster_scenes().size() + 1;
+  for (auto* table : {elementwise_rows, reduction_rows, matmul_rows, conv_rows, misc_rows, shape_rows})
+    for (const Row& r : table()) {
+      rows++;
+      cases += (int)r.cases.size();
+    }
+  std::string devices = cuda_available() ? "CPU and CUDA" : "CPU (CUDA parity skipped: no GPU)";
+  MESSAGE("op table: " << rows << " op rows, " << cases << " op x shape cases, run on " << devices);
+  CHECK(rows >= 70);
+}
+
+}  // TEST_SUITE
