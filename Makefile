@@ -5,7 +5,8 @@ BUILD      ?= build
 JOBS       ?= $(shell nproc)
 CUDA_ARCHS ?=
 CPU_ONLY   ?= 0
-DEPS       := cmake g++ make libstb-dev nlohmann-json3-dev doctest-dev libopenblas-openmp-dev
+# python3-torch: the PyTorch twins of the networks run at test time (their weights are too large to commit).
+DEPS       := cmake g++ make libstb-dev nlohmann-json3-dev doctest-dev libopenblas-openmp-dev python3-torch
 
 CMAKE_ARGS := -DCMAKE_BUILD_TYPE=Release
 ifneq ($(CUDA_ARCHS),)

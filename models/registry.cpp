@@ -2,6 +2,7 @@
 
 #include "engine/safetensors.h"
 #include "layers/checkpoint.h"
+#include "models/ggkm.h"
 #include "models/gs.h"
 
 namespace rf {
@@ -12,6 +13,27 @@ const std::vector<ModelEntry>& model_entries() {
       {"gs", "paper 000: 2-D Gaussian blobs fitted to the image, adjusted by a Transformer, rendered sharp",
        [](const nlohmann::json& c) -> std::unique_ptr<Model> { return std::make_unique<GsModel>(GsConfig::from_json(c)); },
        gs_config_from_state_dict},
+      {"gkm", "paper 001's predecessor GKMNet: 22 fixed Gaussian kernels mixed by per-pixel maps, 3 scales",
+       [](const nlohmann::json& c) -> std::unique_ptr<Model> {
+         nlohmann::json j = c;
+         j["variant"] = "gkm";
+         return std::make_unique<GgkmModel>(GgkmConfig::from_json(j));
+       },
+       gkm_config_from_official},
+      {"ggkm", "paper 001: grouped Gaussian kernel mixtures (21 groups x 4), unrolled fixed-point steps, 3 scales",
+       [](const nlohmann::json& c) -> std::unique_ptr<Model> {
+         nlohmann::json j = c;
+         j["variant"] = "ggkm";
+         return std::make_unique<GgkmModel>(GgkmConfig::from_json(j));
+       },
+       nullptr},
+      {"ggkm+", "paper 001's GGKMNet+ (more residual blocks in the backbone)",
+       [](const nlohmann::json& c) -> std::unique_ptr<Model> {
+         nlohmann::json j = c;
+         j["variant"] = "ggkm+";
+         return std::make_unique<GgkmModel>(GgkmConfig::from_json(j));
+       },
+       nullptr},
       {"gs_initializer", "paper 000, gs's initializer alone (for forward): a U-Net placing one blob per 2x2 cell",
        [](const nlohmann::json& c) -> std::unique_ptr<Model> { return std::make_unique<GsInitializer>(GsConfig::from_json(c)); },
        nullptr},
