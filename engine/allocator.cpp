@@ -1,5 +1,7 @@
 #include "engine/allocator.h"
 
+#include <malloc.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <map>
@@ -121,8 +123,22 @@ static std::atomic<size_t> g_cpu_bytes{0}, g_cpu_peak{0};
 
 static size_t cpu_block(size_t bytes) { return bytes == 0 ? 64 : (bytes + 63) / 64 * 64; }
 
+// glibc hands blocks above its mmap threshold (128 KiB, growing to at most 32 MiB) straight to mmap and
+// back to the kernel on free, so every new activation of a training step paid page faults on first touch
+// (13% of a CPU training step, measured with perf). Keeping blocks up to 32 MiB in the heap, and the heap
+// untrimmed, lets the next step reuse the same pages, as a caching allocator would.
+static void keep_freed_host_memory() {
+  static bool done = [] {
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    return true;
+  }();
+  (void)done;
+}
+
 void* device_alloc(Device d, size_t bytes) {
   if (d == Device::CPU) {
+    keep_freed_host_memory();
     size_t sz = cpu_block(bytes);
     void* p = std::aligned_alloc(64, sz);
     RF_CHECK(p, "out of host memory: could not allocate ", format_bytes(bytes));

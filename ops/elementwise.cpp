@@ -1,5 +1,7 @@
 #include "ops/elementwise.h"
 
+#include <algorithm>
+
 #include "engine/autograd.h"
 #include "ops/dispatch.h"
 #include "ops/elementwise_impl.h"
@@ -25,18 +27,45 @@ void unary_backward(UnaryOp op, const float* x, const float* y, const float* g, 
   for (int64_t i = 0; i < n; ++i) gx[i] = unary_bwd(op, x[i], y[i], g[i], p0, p1);
 }
 
+// Broadcasting walks the output row by row (a row: the innermost merged dim): one index decomposition per
+// row instead of per element, and the inner loop sees constant strides (0 or 1 in practice) it can vectorise.
+template <class F>
+static void for_rows(const StridedIndexer& ix, int64_t n, F&& row) {
+  const int64_t inner = ix.size[ix.nd - 1], rows = inner ? n / inner : 0;
+#pragma omp parallel for if (n > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t oa, ob;
+    strided_offsets(ix, r * inner, oa, ob);
+    row(r * inner, oa, ob, inner, ix.stride_a[ix.nd - 1], ix.stride_b[ix.nd - 1]);
+  }
+}
+
+template <BinaryOp OP>
+static void binary_rows(const StridedIndexer& ix, const float* a, const float* b, float* out, int64_t n) {
+  for_rows(ix, n, [&](int64_t o, int64_t oa, int64_t ob, int64_t len, int64_t sa, int64_t sb) {
+    float* dst = out + o;
+    const float* pa = a + oa;
+    const float* pb = b + ob;
+    if (sa == 1 && sb == 1)
+      for (int64_t j = 0; j < len; ++j) dst[j] = binary_fwd(OP, pa[j], pb[j]);
+    else if (sa == 1 && sb == 0)
+      for (int64_t j = 0; j < len; ++j) dst[j] = binary_fwd(OP, pa[j], pb[0]);
+    else if (sa == 0 && sb == 1)
+      for (int64_t j = 0; j < len; ++j) dst[j] = binary_fwd(OP, pa[0], pb[j]);
+    else
+      for (int64_t j = 0; j < len; ++j) dst[j] = binary_fwd(OP, pa[j * sa], pb[j * sb]);
+  });
+}
+
 void binary_forward(BinaryOp op, const StridedIndexer& ix, const float* a, const float* b, float* out,
                     int64_t n) {
-  if (ix.nd == 1 && ix.stride_a[0] == 1 && ix.stride_b[0] == 1) {  // same shapes
-#pragma omp parallel for if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) out[i] = binary_fwd(op, a[i], b[i]);
-    return;
-  }
-#pragma omp parallel for if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    int64_t oa, ob;
-    strided_offsets(ix, i, oa, ob);
-    out[i] = binary_fwd(op, a[oa], b[ob]);
+  switch (op) {  // one instance per op, so that the inner loops are free of the switch
+    case BinaryOp::Add: return binary_rows<BinaryOp::Add>(ix, a, b, out, n);
+    case BinaryOp::Sub: return binary_rows<BinaryOp::Sub>(ix, a, b, out, n);
+    case BinaryOp::Mul: return binary_rows<BinaryOp::Mul>(ix, a, b, out, n);
+    case BinaryOp::Div: return binary_rows<BinaryOp::Div>(ix, a, b, out, n);
+    case BinaryOp::Max: return binary_rows<BinaryOp::Max>(ix, a, b, out, n);
+    case BinaryOp::Min: return binary_rows<BinaryOp::Min>(ix, a, b, out, n);
   }
 }
 
@@ -77,12 +106,12 @@ void dropout_apply(const float* x, float* y, int64_t n, float p, uint64_t seed, 
 }
 
 void copy_strided(const StridedIndexer& ix, float* dst, const float* src, int64_t n) {
-#pragma omp parallel for if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    int64_t od, os;
-    strided_offsets(ix, i, od, os);
-    dst[od] = src[os];
-  }
+  for_rows(ix, n, [&](int64_t, int64_t od, int64_t os, int64_t len, int64_t sd, int64_t ss) {
+    if (sd == 1 && ss == 1)
+      std::copy(src + os, src + os + len, dst + od);
+    else
+      for (int64_t j = 0; j < len; ++j) dst[od + j * sd] = src[os + j * ss];
+  });
 }
 
 }  // namespace cpu

@@ -80,9 +80,12 @@ void channel_affine(const NormGeometry& g, const float* x, const float* mean, co
                     const float* b, float* y) {
   const int64_t n = g.outer * g.d * g.inner;
 #pragma omp parallel for if (n > kPar)
-  for (int64_t j = 0; j < n; ++j) {
-    int64_t c = (j / g.inner) % g.d;
-    y[j] = (x[j] - mean[c]) * rstd[c] * (w ? w[c] : 1.f) + (b ? b[c] : 0.f);
+  for (int64_t oc = 0; oc < g.outer * g.d; ++oc) {  // one (outer, channel) row at a time: no division per element
+    const int64_t c = oc % g.d;
+    const float scale = rstd[c] * (w ? w[c] : 1.f), shift = (b ? b[c] : 0.f) - mean[c] * scale;
+    const float* xr = x + oc * g.inner;
+    float* yr = y + oc * g.inner;
+    for (int64_t i = 0; i < g.inner; ++i) yr[i] = xr[i] * scale + shift;
   }
 }
 

@@ -156,6 +156,34 @@ TEST_CASE("forward on gkm reproduces the PyTorch twin of GKMNet at all three sca
   }
 }
 
+TEST_CASE("forward on ggkm reproduces its PyTorch twin (group mixtures computed densely there) at all three scales") {
+  TempDir d;
+  run_twin(d);
+  SafeTensors st = load_safetensors(d / "ggkm_twin.safetensors");
+  NamedTensors weights, inputs;
+  std::map<std::string, Tensor> expected;
+  for (auto& [k, t] : st.tensors) {
+    if (k.rfind("w.", 0) == 0) weights.emplace_back(k.substr(2), t);
+    else if (k.rfind("out", 0) == 0) expected[k] = t;
+    else inputs.emplace_back(k, t);
+  }
+  save_safetensors(d / "w.safetensors", weights);
+  save_safetensors(d / "in.safetensors", inputs);
+  write_file_atomic(d / "config.json", st.metadata["config"]);
+  int code = 0;
+  std::string bin = fs::read_symlink("/proc/self/exe").parent_path().string();
+  std::string out = sh(bin + "/forward --model ggkm --device cpu --weights " + (d / "w.safetensors") + " --config " +
+                           (d / "config.json") + " " + (d / "in.safetensors") + " " + (d / "out.safetensors"),
+                       &code);
+  REQUIRE_MESSAGE(code == 0, out);
+  SafeTensors got = load_safetensors(d / "out.safetensors");
+  for (auto& [k, want] : expected) {
+    double e = rel_err(got.tensors[k], want);
+    MESSAGE("ggkm " << k << " " << describe(want) << ": relative error " << e);
+    CHECK(e < 1e-4);
+  }
+}
+
 TEST_CASE("parameter counts of gkm, ggkm and ggkm+") {
   auto count = [](const char* n) { return static_cast<GgkmModel&>(*make_model(n)).inference_parameters(); };
   int64_t gkm = count("gkm"), ggkm = count("ggkm"), plus = count("ggkm+");

@@ -6,5 +6,6 @@
 namespace rf {
 
 Recipe gs_recipe();
+Recipe ggkm_recipe();
 
 }  // namespace rf

@@ -135,7 +135,7 @@ class Sum(nn.Module):
         self.conv = nn.Conv2d(132, 3, 1)
 
 
-class GKMNet(nn.Module):
+class GKMNet(nn.Module):  # noqa: D101
     def __init__(self, order):
         super().__init__()
         self.register_buffer("bank", bank_2d(order), persistent=False)
@@ -183,8 +183,123 @@ def bank_case(out_dir):
          {"x": x, "gout": gout, "out": out.detach().float(), "grad_x": xd.grad.float()})
 
 
+# --- GGKMNet (no released code): the same module tree as models/ggkm.cpp ---------------------------------------
+def ggkm_bank(groups=21, per_group=4):
+    """Kernel 0: the delta; kernel 1 + (p - 1) Q + q: sigma 0.25 (p + q / Q) on GKMNet's support of kernel p."""
+    sizes, size = [], 3
+    for i in range(21):
+        sizes.append(size)
+        if i >= 2 and i % 2 == 0 and size < 21:
+            size += 2
+    taps = [torch.ones(1, dtype=torch.float64)]
+    for p in range(1, groups + 1):
+        for q in range(per_group):
+            taps.append(gaussian_1d(sizes[p - 1], 0.25 * (p + q / per_group)))
+    return taps
+
+
+class AlphaApu(nn.Module):
+    def __init__(self, outputs):
+        super().__init__()
+        self.lstm1 = nn.LSTMCell(128, 32)
+        self.lstm2 = nn.LSTMCell(32, outputs)
+
+
+class GGKMNet(nn.Module):
+    def __init__(self, groups=21, per_group=4):
+        super().__init__()
+        self.groups, self.per_group, self.maps = groups, per_group, groups + 1
+        self.taps = ggkm_bank(groups, per_group)
+        self.in_block = Block("in", 3, 32)
+        self.conv_block1_1 = Block("down", 32, 64)
+        self.conv_block2_1 = Block("down", 64, 128)
+        self.bottle_neck_1 = Block("same", 128, 128)
+        self.conv_block3_1 = Block("up", 128, 64)
+        self.conv_block4_1 = Block("up", 64, 32)
+        m2 = 2 * self.maps
+        self.APU = nn.Module()
+        self.APU.conv = Holder(nn.Sequential(nn.Conv2d(32, m2, 3, 1, 1), nn.ReLU(), nn.Conv2d(m2, m2, 3, 1, 1)))
+        self.APU.conv_atten = ConvLSTM(32, m2, 5)
+        self.SumLayer = nn.Module()
+        self.SumLayer.conv = nn.Conv2d(2 * 3 * self.maps, 3, 1)
+        self.alpha_APU = AlphaApu(groups * per_group)
+        self.SRM = nn.Sequential(nn.Conv2d(32 + m2 + 3, 32, 3, 1, 1), nn.ReLU(), nn.Conv2d(32, 32, 3, 1, 1), nn.ReLU(),
+                                 nn.Conv2d(32, 3, 3, 1, 1))
+
+    def mix(self, x, alpha):
+        """z[b, c * maps + m] = sum_q alpha[b, m-1, q] g_mq (x) x[b, c] (m = 0: the delta), densely, image by image."""
+        out = []
+        for b in range(x.shape[0]):
+            kernels = [F.pad(torch.ones(1, 1, dtype=x.dtype), [10, 10, 10, 10])]
+            for p in range(1, self.maps):
+                k = 0
+                for q in range(self.per_group):
+                    t = self.taps[1 + (p - 1) * self.per_group + q].to(x.dtype)
+                    pad = (21 - t.numel()) // 2
+                    k = k + alpha[b, p - 1, q] * F.pad(torch.outer(t, t), [pad, pad, pad, pad])
+                kernels.append(k)
+            w = torch.stack(kernels).unsqueeze(1).repeat(3, 1, 1, 1)  # [3 maps, 1, 21, 21], colour-major
+            out.append(F.conv2d(x[b:b + 1], w, padding=10, groups=3))
+        return torch.cat(out, 0)
+
+    def forward(self, y256, y128, y64, with_srm=False):
+        b, _, hh, ww = y64.shape
+        m2 = 2 * self.maps
+        h = torch.zeros(b, m2, hh // 2, ww // 2, dtype=y64.dtype)
+        c = torch.zeros_like(h)
+        s1 = s2 = None
+        outs, resynth, prev = [], [], None
+        for t, y in enumerate((y64, y128, y256)):
+            x_up = y if t == 0 else F.interpolate(prev, size=y.shape[2:], mode="bilinear", align_corners=False)
+            if t > 0:
+                h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)
+                c = F.interpolate(c, scale_factor=2, mode="bilinear", align_corners=False)
+            fi = self.in_block(y)
+            f1 = self.conv_block1_1(fi)
+            f2 = self.conv_block2_1(f1)
+            bn = self.bottle_neck_1(f2)
+            f4 = self.conv_block4_1(self.conv_block3_1(bn + f2) + f1)
+            path2 = self.APU.conv.conv(f4)
+            h, c = self.APU.conv_atten(F.avg_pool2d(f4, 2, 2), h, c)
+            path1 = F.interpolate(h, scale_factor=2, mode="nearest")
+            beta = torch.tanh(path1 * path2 + path1)
+            s1 = self.alpha_APU.lstm1(bn.mean((2, 3)), s1)
+            s2 = self.alpha_APU.lstm2(torch.relu(s1[0]), s2)
+            alpha = torch.softmax(s2[0].reshape(b, self.groups, self.per_group), 2)
+            zy, zx = self.mix(y, alpha), self.mix(x_up, alpha)
+            by, bx = beta[:, :self.maps].repeat(1, 3, 1, 1), beta[:, self.maps:].repeat(1, 3, 1, 1)
+            out = y + self.SumLayer.conv(torch.cat([zy * by, zx * bx], 1))
+            if with_srm:
+                resynth.append(torch.sigmoid(self.SRM(torch.cat([f4, beta, out], 1))))
+            outs.append(out)
+            prev = out
+        return (outs[2], outs[1], outs[0]) if not with_srm else (outs, resynth)
+
+
+def ggkm_case(out_dir, groups):
+    torch.manual_seed(3)
+    net = GGKMNet(groups).eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    y256 = torch.rand(1, 3, 32, 48)
+    y128 = F.interpolate(y256, scale_factor=0.5, mode="bilinear", align_corners=False)
+    y64 = F.interpolate(y128, scale_factor=0.5, mode="bilinear", align_corners=False)
+    tensors = {"w." + k: v.clone() for k, v in net.state_dict().items()}
+    tensors.update({"input_blur_256": y256, "input_blur_128": y128, "input_blur_64": y64})
+    with torch.no_grad():
+        outs = net.double()(y256.double(), y128.double(), y64.double())
+    for i, o in enumerate(outs):
+        tensors[f"out{i}"] = o.float()
+    save(os.path.join(out_dir, "ggkm_twin.safetensors"), tensors,
+         {"config": json.dumps({"variant": "ggkm", "groups": groups})})
+
+
 def main():
     out_dir = sys.argv[1]
+    ggkm_case(out_dir, 5)
     bank_case(out_dir)
     for seed, order in ((0, "intended"), (1, "official")):
         torch.manual_seed(seed)
