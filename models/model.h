@@ -31,6 +31,8 @@ class Model : public Module {
   virtual std::string name() const = 0;              // the registry name, e.g. "gs"
   virtual nlohmann::json config() const = 0;         // everything needed to rebuild it (stored in checkpoints)
   virtual ModelInputs inputs() const { return {}; }
+  // What its training batches carry besides image pairs (e.g. sft's ground-truth defocus maps).
+  virtual ModelInputs training_inputs() const { return inputs(); }
   virtual std::string description() const { return name(); }  // one line for the programs' logs
 
   // Inference: input [B, 3, H, W] in [0, 1] (depth / defocus [B, 1, H, W] when inputs() asks for them,

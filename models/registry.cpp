@@ -4,6 +4,7 @@
 #include "layers/checkpoint.h"
 #include "models/ggkm.h"
 #include "models/gs.h"
+#include "models/sft.h"
 
 namespace rf {
 
@@ -33,6 +34,9 @@ const std::vector<ModelEntry>& model_entries() {
          j["variant"] = "ggkm+";
          return std::make_unique<GgkmModel>(GgkmConfig::from_json(j));
        },
+       nullptr},
+      {"sft", "paper 002: defocus-map prediction (DID-ANet's branch) + SFT-Dec-conditioned residual deblurring",
+       [](const nlohmann::json& c) -> std::unique_ptr<Model> { return std::make_unique<SftModel>(SftConfig::from_json(c)); },
        nullptr},
       {"gs_initializer", "paper 000, gs's initializer alone (for forward): a U-Net placing one blob per 2x2 cell",
        [](const nlohmann::json& c) -> std::unique_ptr<Model> { return std::make_unique<GsInitializer>(GsConfig::from_json(c)); },

@@ -7,5 +7,6 @@ namespace rf {
 
 Recipe gs_recipe();
 Recipe ggkm_recipe();
+Recipe sft_recipe();
 
 }  // namespace rf

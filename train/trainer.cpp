@@ -38,7 +38,7 @@ LoaderOptions TrainContext::loader_options() const {
   lo.batch = opt.batch;
   lo.crop = opt.crop;
   lo.seed = opt.seed;
-  ModelInputs need = model->inputs();
+  ModelInputs need = model->training_inputs();
   lo.with_depth = need.depth;
   lo.with_defocus = need.defocus;
   return lo;
