@@ -7,6 +7,11 @@
 #include "engine/fileio.h"
 #include "engine/safetensors.h"
 
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <map>
+
 namespace rft {
 
 using namespace rf;
@@ -195,6 +200,63 @@ void check_golden(const std::string& name, const OpFn& f, double fwd_tol, double
     REQUIRE_MESSAGE(xs[k].grad().defined(), name << ": no gradient for input " << k);
     double ge = rel_err(xs[k].grad(), st.tensors["grad_in" + std::to_string(k)]);
     CHECK_MESSAGE(ge <= grad_tol, name << ": gradient of input " << k << " differs from PyTorch by " << ge);
+  }
+}
+
+std::string run_command(const std::string& cmd, int* code) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  REQUIRE(p);
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  int status = pclose(p);
+  *code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+std::string binary_dir() { return std::filesystem::read_symlink("/proc/self/exe").parent_path().string(); }
+
+void run_twin_script(const std::string& script, const std::string& out_dir) {
+  int code = 0;
+  std::string out = run_command("/usr/bin/python3 " + std::string(REFOCUS_SOURCE_DIR) + "/tests/golden/" + script + " " + out_dir, &code);
+  REQUIRE_MESSAGE(code == 0, script << " failed (the twins need Debian's python3-torch: `make deps` installs it):\n" << out);
+}
+
+void check_twin_forward(const std::string& model, const std::string& twin_file, const std::string& dir, double tol,
+                        bool convert_official) {
+  SafeTensors st = load_safetensors(twin_file);
+  std::vector<std::pair<std::string, Tensor>> weights, inputs;
+  std::map<std::string, Tensor> expected;
+  for (auto& [k, t] : st.tensors) {
+    if (k.rfind("w.", 0) == 0) weights.emplace_back(k.substr(2), t);
+    else if (k.rfind("out", 0) == 0) expected[k] = t;
+    else inputs.emplace_back(k, t);
+  }
+  REQUIRE_MESSAGE(!expected.empty(), twin_file << " holds no outputs");
+  const std::string w = dir + "/twin_weights.safetensors", in = dir + "/twin_in.safetensors", cfg = dir + "/twin_config.json",
+                    out = dir + "/twin_out.safetensors";
+  save_safetensors(w, weights);
+  save_safetensors(in, inputs);
+  write_file_atomic(cfg, st.metadata.count("config") ? st.metadata["config"] : "{}");
+  int code = 0;
+  std::string weights_file = w;
+  if (convert_official) {
+    weights_file = dir + "/twin_converted.safetensors";
+    std::string log = run_command(binary_dir() + "/convert --model " + model + " --official " + w + " " + weights_file, &code);
+    REQUIRE_MESSAGE(code == 0, log);
+  }
+  std::string log = run_command(binary_dir() + "/forward --model " + model + " --device cpu --weights " + weights_file +
+                                    " --config " + cfg + " " + in + " " + out,
+                                &code);
+  REQUIRE_MESSAGE(code == 0, log);
+  SafeTensors got = load_safetensors(out);
+  for (auto& [k, want] : expected) {
+    REQUIRE_MESSAGE(got.tensors.count(k), model << ": forward wrote no " << k);
+    REQUIRE_MESSAGE(got.tensors[k].shape() == want.shape(), model << " " << k << ": " << describe(got.tensors[k]) << " vs twin "
+                                                                  << describe(want));
+    double e = rel_err(got.tensors[k], want);
+    MESSAGE(model << " " << k << " " << describe(want) << ": relative error " << e << " against the PyTorch twin");
+    CHECK(e < tol);
   }
 }
 

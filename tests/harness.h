@@ -49,6 +49,20 @@ void check_cuda_parity(const std::string& name, const OpFn& f, std::vector<Tenso
 // input gradient (<= grad_tol).
 void check_golden(const std::string& name, const OpFn& f, double fwd_tol = 1e-5, double grad_tol = 1e-4);
 
+// A shell command's exit code and its output (stdout and stderr together).
+std::string run_command(const std::string& cmd, int* code);
+// Where the test binary and the programs live (build/bin).
+std::string binary_dir();
+
+// The PyTorch twin of a network: runs tests/golden/<script> OUT_DIR (Debian's python3-torch, installed by `make
+// deps`; the twins' weights are generated at test time because they are too large to commit).
+void run_twin_script(const std::string& script, const std::string& out_dir);
+// Splits a twin file (weights "w.*", inputs, expected outputs "out*", config in the metadata) and checks that
+// `forward --model <model>` on the same weights and inputs gives every output within `tol` relative error.
+// With convert_official, the weights go through `convert --official` first.
+void check_twin_forward(const std::string& model, const std::string& twin_file, const std::string& work_dir,
+                        double tol = 1e-4, bool convert_official = false);
+
 // Count of parity checks that ran on a GPU / were skipped (reported at the end of the run).
 int gpu_checks_run();
 int gpu_checks_skipped();

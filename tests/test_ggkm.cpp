@@ -1,7 +1,6 @@
 // gkm / ggkm / ggkm+ (paper 001): the separable kernel-bank op (dense oracle, PyTorch's dense conv2d,
 // finite differences, CUDA parity), the GKMNet PyTorch twin through `forward` (both bank orders), parameter
 // counts, and GGKMNet's identity start and gradients.
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -19,17 +18,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string sh(const std::string& cmd, int* code) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  REQUIRE(p);
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  int status = pclose(p);
-  *code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
-}
-
 struct TempDir {
   fs::path path = fs::temp_directory_path() / ("refocus_ggkm_" + std::to_string(::getpid()));
   TempDir() { fs::create_directories(path); }
@@ -37,12 +25,7 @@ struct TempDir {
   std::string operator/(const std::string& r) const { return (path / r).string(); }
 };
 
-// Runs tests/golden/twin_ggkm.py (PyTorch at test time: the twin's weights are too large to commit).
-void run_twin(const TempDir& d) {
-  int code = 0;
-  std::string out = sh("/usr/bin/python3 " + std::string(REFOCUS_SOURCE_DIR) + "/tests/golden/twin_ggkm.py " + d.path.string(), &code);
-  REQUIRE_MESSAGE(code == 0, "the PyTorch twin failed (python3-torch is installed by `make deps`):\n" << out);
-}
+void run_twin(const TempDir& d) { run_twin_script("twin_ggkm.py", d.path.string()); }
 
 BankPlan gkm_plan(bool official) {
   BankPlan p;
@@ -120,68 +103,15 @@ TEST_CASE("kernel bank equals PyTorch's dense 21x21 depthwise conv of the releas
 TEST_CASE("forward on gkm reproduces the PyTorch twin of GKMNet at all three scales, both bank orders") {
   TempDir d;
   run_twin(d);
-  for (std::string order : {"intended", "official"}) {
-    SafeTensors st = load_safetensors(d / ("gkm_" + order + "_twin.safetensors"));
-    NamedTensors weights, inputs;
-    std::map<std::string, Tensor> expected;
-    for (auto& [k, t] : st.tensors) {
-      if (k.rfind("w.", 0) == 0) weights.emplace_back(k.substr(2), t);
-      else if (k.rfind("out", 0) == 0) expected[k] = t;
-      else inputs.emplace_back(k, t);
-    }
-    save_safetensors(d / "w.safetensors", weights);
-    save_safetensors(d / "in.safetensors", inputs);
-    write_file_atomic(d / "config.json", st.metadata["config"]);
-    // The official route: a state dict under the released names -> convert -> forward.
-    int code = 0;
-    std::string bin = fs::read_symlink("/proc/self/exe").parent_path().string();
-    std::string weights_file = d / "w.safetensors";
-    if (order == "official") {
-      std::string out = sh(bin + "/convert --model gkm --official " + weights_file + " " + (d / "converted.safetensors"), &code);
-      REQUIRE_MESSAGE(code == 0, out);
-      weights_file = d / "converted.safetensors";
-    }
-    std::string out = sh(bin + "/forward --model gkm --device cpu --weights " + weights_file + " --config " + (d / "config.json") +
-                             " " + (d / "in.safetensors") + " " + (d / "out.safetensors"),
-                         &code);
-    REQUIRE_MESSAGE(code == 0, out);
-    SafeTensors got = load_safetensors(d / "out.safetensors");
-    REQUIRE(expected.size() == 3);
-    for (auto& [k, want] : expected) {
-      REQUIRE(got.tensors.count(k));
-      double e = rel_err(got.tensors[k], want);
-      MESSAGE("gkm (" << order << " order) " << k << " " << describe(want) << ": relative error " << e);
-      CHECK(e < 1e-4);
-    }
-  }
+  check_twin_forward("gkm", d / "gkm_intended_twin.safetensors", d.path.string());
+  // The official route: a state dict under the released names -> convert --official -> forward.
+  check_twin_forward("gkm", d / "gkm_official_twin.safetensors", d.path.string(), 1e-4, true);
 }
 
 TEST_CASE("forward on ggkm reproduces its PyTorch twin (group mixtures computed densely there) at all three scales") {
   TempDir d;
   run_twin(d);
-  SafeTensors st = load_safetensors(d / "ggkm_twin.safetensors");
-  NamedTensors weights, inputs;
-  std::map<std::string, Tensor> expected;
-  for (auto& [k, t] : st.tensors) {
-    if (k.rfind("w.", 0) == 0) weights.emplace_back(k.substr(2), t);
-    else if (k.rfind("out", 0) == 0) expected[k] = t;
-    else inputs.emplace_back(k, t);
-  }
-  save_safetensors(d / "w.safetensors", weights);
-  save_safetensors(d / "in.safetensors", inputs);
-  write_file_atomic(d / "config.json", st.metadata["config"]);
-  int code = 0;
-  std::string bin = fs::read_symlink("/proc/self/exe").parent_path().string();
-  std::string out = sh(bin + "/forward --model ggkm --device cpu --weights " + (d / "w.safetensors") + " --config " +
-                           (d / "config.json") + " " + (d / "in.safetensors") + " " + (d / "out.safetensors"),
-                       &code);
-  REQUIRE_MESSAGE(code == 0, out);
-  SafeTensors got = load_safetensors(d / "out.safetensors");
-  for (auto& [k, want] : expected) {
-    double e = rel_err(got.tensors[k], want);
-    MESSAGE("ggkm " << k << " " << describe(want) << ": relative error " << e);
-    CHECK(e < 1e-4);
-  }
+  check_twin_forward("ggkm", d / "ggkm_twin.safetensors", d.path.string());
 }
 
 TEST_CASE("parameter counts of gkm, ggkm and ggkm+") {

@@ -1,0 +1,92 @@
+// sft (paper 002): the PyTorch twin (three modulations) through `forward`, SFT layers starting at the identity,
+// the stages' losses (the L_wd guard on blur-free crops), and train_sft refusing data without defocus maps.
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "data/image.h"
+#include "engine/fileio.h"
+#include "models/sft.h"
+#include "tests/harness.h"
+
+using namespace rf;
+using namespace rft;
+namespace fs = std::filesystem;
+
+namespace {
+struct TempDir {
+  fs::path path = fs::temp_directory_path() / ("refocus_sft_" + std::to_string(::getpid()));
+  TempDir() { fs::create_directories(path); }
+  ~TempDir() { fs::remove_all(path); }
+  std::string operator/(const std::string& r) const { return (path / r).string(); }
+};
+
+SftConfig small() {
+  SftConfig c;
+  c.map_width = 8;
+  c.map_blocks = 2;
+  c.cond_width = 8;
+  c.width = 12;
+  c.blocks = 5;
+  c.map_unit_px = 2.56f;
+  return c;
+}
+}  // namespace
+
+TEST_SUITE("sft") {
+
+TEST_CASE("forward on sft reproduces its PyTorch twin: SFT-Dec, plain SFT and concatenation") {
+  TempDir d;
+  run_twin_script("twin_sft.py", d.path.string());
+  for (const char* m : {"sft_dec", "sft", "concat"}) check_twin_forward("sft", d / (std::string("sft_") + m + "_twin.safetensors"), d.path.string());
+}
+
+TEST_CASE("fresh SFT layers pass features through (gamma 1, beta 0), in both forms") {
+  manual_seed(1);
+  Tensor f = uniform_input({2, 12, 7, 9}, -1.f, 1.f, 2), cond = uniform_input({2, 8, 7, 9}, -1.f, 1.f, 3);
+  for (bool dec : {true, false}) {
+    SftLayer layer(8, 12, dec);
+    CHECK(max_abs_diff(layer.forward(f, cond), f) < 1e-6);
+  }
+}
+
+TEST_CASE("sft losses of every stage are finite, reach the weights, and the L_wd guard holds on blur-free crops") {
+  manual_seed(4);
+  SftModel m(small());
+  Batch b;
+  b.input = uniform_input({2, 3, 24, 20}, 0.f, 1.f, 5);
+  b.target = uniform_input({2, 3, 24, 20}, 0.f, 1.f, 6);
+  b.defocus = uniform_input({2, 1, 24, 20}, 0.f, 3.f, 7);
+  for (const char* stage : {"gt_map", "pred_map", "finetune", "end_to_end"}) {
+    m.zero_grad();
+    LossTerms l = m.loss(b, stage);
+    REQUIRE(std::isfinite(l.total.item()));
+    l.total.backward();
+    int missing = 0;
+    for (auto& [n, p] : m.named_parameters())
+      if (!p.grad().defined()) missing++;
+    // gt_map: the map net learns from L_dme only; every stage reaches every parameter.
+    CHECK_MESSAGE(missing == 0, stage << ": " << missing << " parameters without a gradient");
+  }
+  b.defocus = zeros({2, 1, 24, 20});  // an in-focus crop: W = map / mean(map) would be 0 / 0
+  LossTerms l = m.loss(b, "finetune");
+  CHECK(std::isfinite(l.total.item()));
+  CHECK_THROWS_WITH_AS(m.loss(b, "stage4"), doctest::Contains("unknown stage"), Error);
+}
+
+TEST_CASE("train_sft refuses, by name, a dataset without defocus maps") {
+  TempDir d;
+  make_dirs(d / "data/blur");
+  make_dirs(d / "data/sharp");
+  for (int i = 0; i < 3; ++i) {
+    write_png(d / ("data/blur/" + std::to_string(i) + ".png"), uniform_input({3, 32, 32}, 0.f, 1.f, 10 + i));
+    write_png(d / ("data/sharp/" + std::to_string(i) + ".png"), uniform_input({3, 32, 32}, 0.f, 1.f, 20 + i));
+  }
+  int code = 0;
+  std::string out = run_command(binary_dir() + "/train_sft " + (d / "data") + " --out " + (d / "run") + " --device cpu", &code);
+  CHECK(code == 1);
+  CHECK_MESSAGE(out.find("sft trains on ground-truth defocus maps, and this pairs dataset has none") != std::string::npos, out);
+}
+
+}  // TEST_SUITE
