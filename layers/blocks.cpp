@@ -58,10 +58,10 @@ Tensor UNetUp::forward(const Tensor& x, const Tensor& skip) {
   return body->forward(y);
 }
 
-SqueezeExcitation::SqueezeExcitation(int64_t channels, int64_t reduction) {
+SqueezeExcitation::SqueezeExcitation(int64_t channels, int64_t reduction, bool bias) {
   const int64_t squeezed = std::max<int64_t>(1, channels / reduction);
-  fc1 = register_module("fc1", std::make_shared<Conv2d>(channels, squeezed, 1));
-  fc2 = register_module("fc2", std::make_shared<Conv2d>(squeezed, channels, 1));
+  fc1 = register_module("fc1", std::make_shared<Conv2d>(channels, squeezed, 1, ConvOptions{}, bias));
+  fc2 = register_module("fc2", std::make_shared<Conv2d>(squeezed, channels, 1, ConvOptions{}, bias));
 }
 
 Tensor SqueezeExcitation::forward(const Tensor& x) {

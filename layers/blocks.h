@@ -52,10 +52,12 @@ class UNetUp : public Module {
 };
 
 // Squeeze-and-excitation channel attention (torchvision's names): x * sigmoid(fc2(relu(fc1(mean_hw(x))))),
-// fc1/fc2 1x1 convolutions channels -> channels / reduction -> channels.
+// fc1/fc2 1x1 convolutions channels -> max(1, channels / reduction) -> channels. bias = false is the SENet
+// reference SELayer (JDRL's draft: Linear layers fc.0/fc.2 without bias; a converter reshapes [out, in] to
+// [out, in, 1, 1]).
 class SqueezeExcitation : public UnaryModule {
  public:
-  SqueezeExcitation(int64_t channels, int64_t reduction = 16);
+  SqueezeExcitation(int64_t channels, int64_t reduction = 16, bool bias = true);
   Tensor forward(const Tensor& x) override;
   std::shared_ptr<Conv2d> fc1, fc2;
 };

@@ -4,6 +4,11 @@
 
 namespace rf {
 
+LstmState zero_lstm_state(const Shape& shape, Device device) {
+  RF_CHECK(shape.size() >= 2, "zero_lstm_state: shape ", shape, " needs at least [batch, hidden]");
+  return {zeros(shape, device), zeros(shape, device)};
+}
+
 LstmState lstm_update(const Tensor& gates, const Tensor& c_prev, GateOrder order) {
   RF_CHECK(gates.dim() >= 2 && gates.size(1) % 4 == 0, "lstm_update: gates ", describe(gates),
            " must have 4 x hidden channels in dim 1");

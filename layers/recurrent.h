@@ -13,6 +13,10 @@ struct LstmState {
   bool defined() const { return h.defined() && c.defined(); }
 };
 
+// h = c = 0 of `shape` ([B, hidden] or [B, hidden, H, W]): the state before the first step, for networks that
+// read h before the cell runs (INIKNet concatenates it with the features) or resample it between scales (GKMNet).
+LstmState zero_lstm_state(const Shape& shape, Device device = Device::CPU);
+
 // Order of the four gates along dim 1 of the gate tensor. PyTorch's nn.LSTMCell: input, forget, cell (g),
 // output. GKMNet's ConvLSTM: input, forget, output, cell.
 enum class GateOrder { IFGO, IFOG };
@@ -27,6 +31,7 @@ class LSTMCell : public Module {
   LSTMCell(int64_t input, int64_t hidden, bool bias = true);
   // x [B, in]; an undefined state starts at zeros.
   LstmState forward(const Tensor& x, const LstmState& state);
+  LstmState zero_state(int64_t batch, Device device = Device::CPU) const { return zero_lstm_state({batch, hidden}, device); }
   Tensor weight_ih, weight_hh, bias_ih, bias_hh;
   int64_t hidden;
 };
@@ -37,6 +42,9 @@ class ConvLSTMCell : public Module {
   ConvLSTMCell(int64_t input, int64_t hidden, int64_t kernel, GateOrder order = GateOrder::IFOG, bool bias = true);
   // x [B, in, H, W]; an undefined state starts at zeros of x's size.
   LstmState forward(const Tensor& x, const LstmState& state);
+  LstmState zero_state(int64_t batch, int64_t height, int64_t width, Device device = Device::CPU) const {
+    return zero_lstm_state({batch, hidden, height, width}, device);
+  }
   std::shared_ptr<Conv2d> conv;
   int64_t hidden;
   GateOrder order;

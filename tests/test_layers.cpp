@@ -88,8 +88,10 @@ TEST_CASE("LSTMCell equals torch.nn.LSTMCell, with gradients") {
   check_cuda_parity("LSTMCell", on_device(cell, f), in);
   cell.to(Device::CPU);
   LstmState zero = cell.forward(in[0], {});  // no state: zeros
-  LstmState explicit_zero = cell.forward(in[0], {zeros({3, 7}), zeros({3, 7})});
+  LstmState explicit_zero = cell.forward(in[0], cell.zero_state(3));
   CHECK(max_abs_diff(zero.h, explicit_zero.h) < 1e-7);
+  CHECK(max_abs_diff(zero.c, explicit_zero.c) < 1e-7);
+  CHECK(max_abs_diff(zero.h, zeros_like(zero.h)) > 1e-3);  // the input alone moves the state
 }
 
 TEST_CASE("ConvLSTMCell equals a PyTorch ConvLSTM cell (gates i, f, o, g), with gradients") {
@@ -103,6 +105,15 @@ TEST_CASE("ConvLSTMCell equals a PyTorch ConvLSTM cell (gates i, f, o, g), with 
   std::vector<Tensor> in = load_golden("conv_lstm_cell").in;
   check_gradients("ConvLSTMCell", on_device(cell, f), in);
   check_cuda_parity("ConvLSTMCell", on_device(cell, f), in);
+  // A first step without a state is a step from zero_state, which has the input's size.
+  cell.to(Device::CPU);
+  LstmState none = cell.forward(in[0], {});
+  LstmState zero = cell.zero_state(2, 9, 11);
+  CHECK(zero.h.shape() == Shape{2, 6, 9, 11});
+  LstmState from_zero = cell.forward(in[0], zero);
+  CHECK(max_abs_diff(none.h, from_zero.h) < 1e-7);
+  CHECK(max_abs_diff(none.c, from_zero.c) < 1e-7);
+  CHECK(max_abs_diff(none.c, zeros_like(none.c)) > 1e-3);
 }
 
 TEST_CASE("TransformerBlock equals a PyTorch pre-norm block (head dim 8), windows included") {
@@ -129,6 +140,18 @@ TEST_CASE("SqueezeExcitation equals torchvision-style SE, with gradients") {
   std::vector<Tensor> in = load_golden("squeeze_excitation").in;
   check_gradients("SqueezeExcitation", on_device(se, f), in);
   check_cuda_parity("SqueezeExcitation", on_device(se, f), in);
+}
+
+TEST_CASE("SqueezeExcitation without biases equals the SENet SELayer (JDRL's SE(38), Linear weights reshaped)") {
+  manual_seed(6);
+  SqueezeExcitation se(38, 16, false);
+  CHECK(se.fc1->weight.shape() == Shape{2, 38, 1, 1});
+  CHECK(se.named_parameters().size() == 2);  // no biases
+  auto f = [&](const std::vector<Tensor>& x) { return std::vector<Tensor>{se.forward(x[0])}; };
+  check_twin("squeeze_excitation_nobias", se, f);
+  std::vector<Tensor> in = load_golden("squeeze_excitation_nobias").in;
+  check_gradients("SqueezeExcitation (no bias)", on_device(se, f), in);
+  check_cuda_parity("SqueezeExcitation (no bias)", on_device(se, f), in);
 }
 
 TEST_CASE("U-Net encoder and decoder blocks: shapes, names, gradients") {

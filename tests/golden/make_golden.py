@@ -300,6 +300,12 @@ def make_input(spec, rng):
     return a
 
 
+def layer_twins():
+    """The shared layers' twins (tests/golden/twin_layers.py: layer_lstm_cell, layer_conv_lstm_cell, ...)."""
+    import twin_layers
+    twin_layers.main()
+
+
 def main():
     only = set(sys.argv[1:])
     for i, (name, (specs, fn, grads)) in enumerate(sorted(CASES.items())):
@@ -324,6 +330,7 @@ def main():
         torch_model_case()
         metric_cases()
         lpips_case()
+        layer_twins()
     print(f"wrote {len(CASES) if not only else len(only)} op golden files and the extras to {HERE}")
 
 

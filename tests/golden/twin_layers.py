@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """PyTorch twins of the shared layers (layers/recurrent.h, layers/blocks.h): LSTMCell, ConvLSTMCell,
-TransformerBlock, SqueezeExcitation. For each, tests/golden/layer_<name>.safetensors holds the twin's weights
+TransformerBlock, SqueezeExcitation (torchvision-style, and the SENet SELayer without biases). For each, tests/golden/layer_<name>.safetensors holds the twin's weights
 ("w.<param>"), its inputs (in0, in1, ...), a random output gradient per output (gout0, ...), the outputs
 (out0, ...) and the input gradients (grad_in0, ...), computed in float64 from float32 weights and inputs.
 Run: /usr/bin/python3 tests/golden/twin_layers.py
@@ -58,9 +58,25 @@ class SqueezeExcitation(nn.Module):
         return x * torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
 
 
-def write(name, net, inputs, fn):
-    """fn(net, *inputs) -> tuple of outputs; everything evaluated in float64."""
-    tensors = {"w." + k: v.clone() for k, v in net.state_dict().items()}
+class SELayer(nn.Module):
+    """The SENet reference SELayer that JDRL's draft uses: Linear layers fc.0/fc.2 without bias."""
+
+    def __init__(self, c, reduction):
+        super().__init__()
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Sequential(nn.Linear(c, c // reduction, bias=False), nn.ReLU(inplace=True),
+                                nn.Linear(c // reduction, c, bias=False), nn.Sigmoid())
+
+    def forward(self, x):
+        b, c = x.shape[:2]
+        return x * self.fc(self.avg_pool(x).view(b, c)).view(b, c, 1, 1)
+
+
+def write(name, net, inputs, fn, rename=None):
+    """fn(net, *inputs) -> tuple of outputs; everything evaluated in float64. rename(name, tensor) -> (refocus
+    name, tensor) maps an official state dict onto refocus's module, as a converter would."""
+    rename = rename or (lambda k, v: (k, v))
+    tensors = dict(("w." + k2, v2.clone()) for k2, v2 in (rename(k, v) for k, v in net.state_dict().items()))
     for i, t in enumerate(inputs):
         tensors[f"in{i}"] = t
     net = net.double()
@@ -89,6 +105,10 @@ def main():
     write("transformer_block", block, [torch.rand(2, 13, 24) - 0.5], lambda m, x: (m(x),))
     se = SqueezeExcitation(32, 8)
     write("squeeze_excitation", se, [torch.rand(2, 32, 5, 7)], lambda m, x: (m(x),))
+    # JDRL's SE(38): 38 // 16 = 2 squeezed channels; Linear [out, in] becomes refocus's 1x1 conv [out, in, 1, 1].
+    se_ref = SELayer(38, 16)
+    write("squeeze_excitation_nobias", se_ref, [torch.rand(2, 38, 6, 5)], lambda m, x: (m(x),),
+          lambda k, v: ({"fc.0.weight": "fc1.weight", "fc.2.weight": "fc2.weight"}[k], v.reshape(*v.shape, 1, 1)))
 
 
 if __name__ == "__main__":
