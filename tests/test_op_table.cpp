@@ -2,12 +2,15 @@
 // shapes it is tried on (odd sizes, batch > 1, non-square, size-1 dims); each case runs a finite-difference
 // check of the CPU path and a CPU<->CUDA parity check of forward and backward (skipped, with a message,
 // without a GPU). The custom ops (rasterizer, attention) are also compared with naive oracles here.
-// PyTorch golden comparisons stay in test_ops.cpp.
+// PyTorch golden comparisons stay in test_ops.cpp. Cases whose every gradient is zero (a softmax over one
+// element, attention windows of one token) are left out: parity compares by relative error, which needs a
+// non-zero reference, and finite differences of a constant prove nothing.
 #include <cmath>
 
 #include "ops/attention.h"
 #include "ops/attention_impl.h"
 #include "ops/gauss_raster.h"
+#include "ops/kernel_bank.h"
 #include "ops/separable.h"
 #include "tests/harness.h"
 
@@ -98,6 +101,22 @@ Tensor naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_
   return concat(parts, 2);
 }
 
+// --- kernel bank: two mixed kernels per output plane, an asymmetric and a one-tap kernel among them --------
+KernelBank table_bank() {
+  KernelBank b;
+  b.taps = {{0.1f, 0.6f, 0.3f}, {0.2f, -0.1f, 0.5f, 0.3f, 0.1f}, {0.9f}};
+  return b;
+}
+BankPlan table_plan(int64_t q) {
+  BankPlan p;
+  p.q = q;
+  p.channel = {0, 1, 1};
+  const std::vector<int32_t> all = {0, 1, 1, 2, 2, 0};
+  for (int64_t j = 0; j < 3; ++j)
+    for (int64_t i = 0; i < q; ++i) p.kernel.push_back(all[j * 2 + i]);
+  return p;
+}
+
 }  // namespace
 
 std::vector<Row> elementwise_rows() {
@@ -108,6 +127,7 @@ std::vector<Row> elementwise_rows() {
       {"div", [](auto& x) { return x[0] / x[1]; }, {S{{5, 3}, {5, 3}}, S{{2, 3, 4}, {4}}}, 0.5f, 2.f},
       {"maximum", [](auto& x) { return maximum(x[0], x[1]); }, {S{{3, 5}, {3, 5}}, S{{2, 3, 1}, {1, 4}}}, -1, 1, true},
       {"minimum", [](auto& x) { return minimum(x[0], x[1]); }, {S{{3, 5}, {1, 5}}}, -1, 1, true},
+      {"neg", [](auto& x) { return neg(x[0]); }, {S{{4, 1, 3}}}},
       {"exp", [](auto& x) { return exp(x[0]); }, {S{{3, 5, 7}}, S{{1}}}},
       {"log", [](auto& x) { return log(x[0]); }, {S{{4, 9}}, S{{2, 1, 3}}}, 0.3f, 3.f},
       {"sqrt", [](auto& x) { return sqrt(x[0]); }, {S{{4, 9}}}, 0.3f, 3.f},
@@ -131,11 +151,14 @@ std::vector<Row> reduction_rows() {
   return std::vector<Row>{
       {"sum all", [](auto& x) { return sum(x[0]); }, {S{{3, 4, 5}}, S{{1, 1}}, S{{1001}}}},
       {"sum dims", [](auto& x) { return sum(x[0], {0, 2}); }, {S{{3, 4, 5}}, S{{2, 1, 7, 3}}}},
+      {"sum last dim keepdim", [](auto& x) { return sum(x[0], {-1}, true); }, {S{{2, 3, 5}}, S{{4, 1}}}},
+      {"mean all", [](auto& x) { return mean(x[0]); }, {S{{3, 5, 2}}, S{{1}}}},
       {"mean keepdim", [](auto& x) { return mean(x[0], {1, 3}, true); }, {S{{2, 3, 4, 5}}, S{{1, 9, 1, 2}}}},
-      {"max dim", [](auto& x) { return max(x[0], 1); }, {S{{3, 6, 4}}, S{{2, 5}}}, -1, 1, true},
+      // A reduced dim of size 1: the maximum is the element itself.
+      {"max dim", [](auto& x) { return max(x[0], 1); }, {S{{3, 6, 4}}, S{{2, 5}}, S{{4, 1, 3}}}, -1, 1, true},
       {"sum_to", [](auto& x) { return sum_to(x[0], {3, 1}); }, {S{{2, 3, 5}}}},
       {"expand", [](auto& x) { return expand(x[0], {4, 3, 5}); }, {S{{3, 1}}, S{{1, 5}}}},
-      {"softmax", [](auto& x) { return softmax(x[0], 1); }, {S{{3, 7, 2}}, S{{2, 1}}}, -2, 2},
+      {"softmax", [](auto& x) { return softmax(x[0], 1); }, {S{{3, 7, 2}}, S{{1, 6, 1}}}, -2, 2},
       {"log_softmax", [](auto& x) { return log_softmax(x[0], -1); }, {S{{4, 9}}, S{{2, 3, 5}}}, -2, 2},
   };
 }
@@ -151,35 +174,45 @@ std::vector<Row> matmul_rows() {
 
 std::vector<Row> conv_rows() {
   auto conv = [](ConvOptions o) { return [o](const std::vector<Tensor>& x) { return conv2d(x[0], x[1], x[2], o); }; };
+  auto convt = [](ConvOptions o) {
+    return [o](const std::vector<Tensor>& x) { return conv_transpose2d(x[0], x[1], x[2], o); };
+  };
   ConvOptions strided = ConvOptions::make(2, 1), dilated = ConvOptions::make(1, 2, 2), grouped = ConvOptions::make(1, 1, 1, 2);
   ConvOptions asym;
   asym.stride_h = 2;
   asym.pad_w = 2;
-  ConvOptions up = ConvOptions::make(2, 1);
   ConvOptions up_out = ConvOptions::make(2, 1);
   up_out.output_pad_h = up_out.output_pad_w = 1;
   return std::vector<Row>{
-      {"conv2d 3x3 same", conv(ConvOptions::make(1, 1)), {S{{2, 3, 7, 9}, {4, 3, 3, 3}, {4}}, S{{1, 1, 5, 5}, {2, 1, 3, 3}, {2}}}},
-      {"conv2d stride 2", conv(strided), {S{{2, 2, 9, 8}, {3, 2, 3, 3}, {3}}}},
-      {"conv2d dilation 2", conv(dilated), {S{{1, 2, 10, 7}, {2, 2, 3, 3}, {2}}}},
+      // The 1x1 image with padding 1: only the centre tap meets the image.
+      {"conv2d 3x3 same", conv(ConvOptions::make(1, 1)),
+       {S{{2, 3, 7, 9}, {4, 3, 3, 3}, {4}}, S{{1, 1, 5, 5}, {2, 1, 3, 3}, {2}}, S{{3, 2, 1, 1}, {2, 2, 3, 3}, {2}}}},
+      {"conv2d stride 2", conv(strided), {S{{2, 2, 9, 8}, {3, 2, 3, 3}, {3}}, S{{1, 3, 1, 6}, {2, 3, 3, 3}, {2}}}},
+      {"conv2d dilation 2", conv(dilated), {S{{1, 2, 10, 7}, {2, 2, 3, 3}, {2}}, S{{3, 1, 5, 6}, {2, 1, 3, 3}, {2}}}},
       {"conv2d groups 2", conv(grouped), {S{{2, 4, 6, 5}, {6, 2, 3, 3}, {6}}}},
-      {"conv2d 1x1 and asymmetric", conv(asym), {S{{2, 3, 7, 5}, {2, 3, 1, 5}, {2}}}},
+      {"conv2d depthwise", conv(ConvOptions::make(1, 1, 1, 3)), {S{{2, 3, 5, 7}, {3, 1, 3, 3}, {3}}}},
+      {"conv2d 1x5 asymmetric stride and padding", conv(asym), {S{{2, 3, 7, 5}, {2, 3, 1, 5}, {2}}}},
       {"conv2d no bias", [](auto& x) { return conv2d(x[0], x[1], Tensor(), ConvOptions::make(1, 2)); }, {S{{1, 2, 6, 7}, {3, 2, 5, 5}}}},
-      {"conv_transpose2d k4 s2", [up](auto& x) { return conv_transpose2d(x[0], x[1], x[2], up); },
-       {S{{2, 3, 4, 5}, {3, 2, 4, 4}, {2}}}},
-      {"conv_transpose2d output padding", [up_out](auto& x) { return conv_transpose2d(x[0], x[1], x[2], up_out); },
-       {S{{1, 2, 3, 4}, {2, 3, 3, 3}, {3}}}},
+      {"conv_transpose2d k4 s2", convt(ConvOptions::make(2, 1)), {S{{2, 3, 4, 5}, {3, 2, 4, 4}, {2}}}},
+      {"conv_transpose2d output padding", convt(up_out), {S{{1, 2, 3, 4}, {2, 3, 3, 3}, {3}}}},
+      // conv_transpose2d weights are [Cin, Cout/groups, kh, kw].
+      {"conv_transpose2d groups 2", convt(ConvOptions::make(2, 0, 1, 2)), {S{{2, 4, 3, 5}, {4, 3, 3, 3}, {6}}}},
+      {"conv_transpose2d dilation 2", convt(ConvOptions::make(1, 1, 2)),
+       {S{{1, 2, 4, 3}, {2, 3, 3, 3}, {3}}, S{{2, 1, 1, 1}, {1, 2, 3, 3}, {2}}}},
   };
 }
 
 std::vector<Row> misc_rows() {
+  KernelBank bank = table_bank();
+  BankPlan plan1 = table_plan(1), plan2 = table_plan(2);
   return std::vector<Row>{
-      {"max_pool2d", [](auto& x) { return max_pool2d(x[0], 2, 2); }, {S{{2, 3, 6, 8}}, S{{1, 1, 5, 7}}}, -1, 1, true},
+      {"max_pool2d", [](auto& x) { return max_pool2d(x[0], 2, 2); }, {S{{2, 3, 6, 8}}, S{{1, 1, 5, 7}}, S{{3, 1, 2, 2}}}, -1, 1, true},
       {"max_pool2d padded", [](auto& x) { return max_pool2d(x[0], 3, 2, 1); }, {S{{1, 2, 7, 6}}}, -1, 1, true},
-      {"avg_pool2d", [](auto& x) { return avg_pool2d(x[0], 2, 2); }, {S{{2, 3, 6, 8}}}},
+      {"avg_pool2d", [](auto& x) { return avg_pool2d(x[0], 2, 2); }, {S{{2, 3, 6, 8}}, S{{3, 1, 4, 2}}}},
       {"avg_pool2d 3 stride 1", [](auto& x) { return avg_pool2d(x[0], 3, 1, 1); }, {S{{1, 2, 5, 7}}}},
-      {"global_avg_pool", [](auto& x) { return global_avg_pool(x[0]); }, {S{{2, 3, 5, 4}}}},
-      {"layer_norm channels", [](auto& x) { return layer_norm(x[0], 1, x[1], x[2]); }, {S{{2, 5, 3, 4}, {5}, {5}}}},
+      {"global_avg_pool", [](auto& x) { return global_avg_pool(x[0]); }, {S{{2, 3, 5, 4}}, S{{1, 1, 3, 1}}}},
+      {"layer_norm channels", [](auto& x) { return layer_norm(x[0], 1, x[1], x[2]); },
+       {S{{2, 5, 3, 4}, {5}, {5}}, S{{1, 3, 1, 5}, {3}, {3}}}},
       {"layer_norm last", [](auto& x) { return layer_norm(x[0], -1, x[1], x[2]); }, {S{{3, 7, 6}, {6}, {6}}, S{{1, 9}, {9}, {9}}}},
       {"batch_norm training",
        [](auto& x) {
@@ -187,19 +220,25 @@ std::vector<Row> misc_rows() {
          return batch_norm(x[0], rm, rv, x[1], x[2], true);
        },
        {S{{4, 3, 5, 6}, {3}, {3}}, S{{2, 2, 1, 3}, {2}, {2}}}},
-      {"resize_bilinear", [](auto& x) { return resize_bilinear(x[0], 11, 7); }, {S{{2, 3, 5, 4}}, S{{1, 1, 9, 12}}}},
+      // From a 1x1 image every output pixel is the one input pixel.
+      {"resize_bilinear", [](auto& x) { return resize_bilinear(x[0], 11, 7); }, {S{{2, 3, 5, 4}}, S{{1, 1, 9, 12}}, S{{1, 2, 1, 1}}}},
       {"resize_bilinear corners", [](auto& x) { return resize_bilinear(x[0], 9, 13, true); }, {S{{1, 2, 5, 7}}}},
-      {"upsample_nearest", [](auto& x) { return upsample_nearest(x[0], 10, 9); }, {S{{2, 2, 5, 3}}}},
+      {"upsample_nearest", [](auto& x) { return upsample_nearest(x[0], 10, 9); }, {S{{2, 2, 5, 3}}, S{{1, 1, 1, 4}}}},
       // Bilinear sampling is piecewise in the grid (kinks at pixel boundaries): a small step.
-      {"grid_sample", [](auto& x) { return grid_sample(x[0], x[1]); }, {S{{2, 3, 6, 7}, {2, 4, 5, 2}}}, -0.9f, 0.9f,
-       false, {}, 1e-4, 2e-2, 1e-3},
+      {"grid_sample", [](auto& x) { return grid_sample(x[0], x[1]); }, {S{{2, 3, 6, 7}, {2, 4, 5, 2}}, S{{2, 1, 4, 3}, {2, 1, 1, 2}}},
+       -0.9f, 0.9f, false, {}, 1e-4, 2e-2, 1e-3},
       {"grid_sample border corners", [](auto& x) { return grid_sample(x[0], x[1], true, GridPadding::Border); },
        {S{{1, 2, 5, 8}, {1, 3, 3, 2}}}, -0.9f, 0.9f, false, {}, 1e-4, 2e-2, 1e-3},
-      {"pad2d zeros", [](auto& x) { return pad2d(x[0], 1, 2, 3, 0, PadMode::Zeros); }, {S{{2, 3, 4, 5}}}},
+      {"pad2d zeros", [](auto& x) { return pad2d(x[0], 1, 2, 3, 0, PadMode::Zeros); }, {S{{2, 3, 4, 5}}, S{{1, 1, 1, 1}}}},
       {"pad2d reflect", [](auto& x) { return pad2d(x[0], 2, 1, 1, 3, PadMode::Reflect); }, {S{{1, 2, 5, 4}}}},
-      {"pad2d replicate", [](auto& x) { return pad2d(x[0], 3, 0, 2, 2, PadMode::Replicate); }, {S{{2, 1, 3, 4}}}},
+      {"pad2d replicate", [](auto& x) { return pad2d(x[0], 3, 0, 2, 2, PadMode::Replicate); }, {S{{2, 1, 3, 4}}, S{{1, 2, 1, 1}}}},
       {"separable_filter", [](auto& x) { return separable_filter(x[0], {0.2f, 0.5f, 0.3f}, {0.1f, 0.2f, 0.4f, 0.2f, 0.1f}); },
        {S{{2, 3, 9, 11}}, S{{1, 5, 7}}}},
+      {"separable_filter one row", [](auto& x) { return separable_filter(x[0], {0.8f}, {0.3f, 0.5f, 0.2f}); }, {S{{2, 1, 1, 6}}}},
+      {"kernel_bank", [bank, plan1](auto& x) { return kernel_bank(x[0], bank, plan1); },
+       {S{{2, 2, 7, 9}}, S{{1, 2, 1, 6}}}},
+      {"kernel_bank mixed", [bank, plan2](auto& x) { return kernel_bank(x[0], bank, plan2, x[1]); },
+       {S{{2, 2, 6, 5}, {2, 3, 2}}, S{{1, 3, 3, 8}, {1, 3, 2}}}},
       {"fft2", [](auto& x) { return fft2(x[0]); }, {S{{2, 5, 6}}, S{{1, 3, 7, 4}}}},
       {"dropout (same mask both ways)",
        [](auto& x) {
@@ -215,9 +254,25 @@ std::vector<Row> shape_rows() {
       {"permute", [](auto& x) { return permute(x[0], {2, 0, 1}); }, {S{{2, 3, 4}}, S{{1, 5, 1}}}},
       {"transpose", [](auto& x) { return transpose(x[0], 0, 2); }, {S{{3, 2, 4}}}},
       {"slice", [](auto& x) { return slice(x[0], 1, 1, 6, 2); }, {S{{2, 7, 3}}}},
+      {"slice from the end", [](auto& x) { return slice(x[0], -1, -4, -1); }, {S{{3, 6}}, S{{1, 1, 5}}}},
       {"concat", [](auto& x) { return concat({x[0], x[1], x[2]}, 1); }, {S{{2, 3, 4}, {2, 1, 4}, {2, 5, 4}}}},
+      // The pieces are scaled differently and reordered, so a mixed-up gradient shows.
+      {"split",
+       [](auto& x) {
+         auto p = split(x[0], {1, 3, 2}, 1);
+         return concat({p[2] * 2.f, p[0], p[1] * -1.f}, 1);
+       },
+       {S{{2, 6, 3}}}},
+      {"chunk",
+       [](auto& x) {
+         auto p = chunk(x[0], 2, -1);
+         return p[1] * 3.f - p[0];
+       },
+       {S{{3, 4}}, S{{1, 2, 1, 6}}}},
       {"unsqueeze/squeeze", [](auto& x) { return squeeze(unsqueeze(x[0], 1) * 2.f, 1); }, {S{{3, 4}}}},
+      {"unsqueeze last", [](auto& x) { return unsqueeze(x[0], 2) * 2.f; }, {S{{2, 3}}}},
       {"gather_rows", [](auto& x) { return gather_rows(x[0], {4, 0, 0, 2, 3}); }, {S{{5, 3}}, S{{6, 2, 2}}}},
+      {"gather_rows of one row", [](auto& x) { return gather_rows(x[0], {0, 0, 0}); }, {S{{1, 4}}}},
       {"reshape + narrow0", [](auto& x) { return x[0].reshape({6, 4}).narrow0(1, 3) * 3.f; }, {S{{2, 3, 4}}}},
   };
 }
@@ -225,18 +280,27 @@ std::vector<Row> shape_rows() {
 struct Geo {
   int64_t b, h, n, d, window;
 };
+// Head dims 1 to 64 (the CUDA kernels' 16-, 32- and 64-wide instances, with unused lanes at 1, 4, 8, 24 and
+// 48), batch and heads > 1, windows that do not divide N.
 std::vector<Geo> attention_geos() {
-  return {{2, 3, 23, 16, 0}, {2, 3, 23, 16, 7}, {1, 2, 70, 32, 0}, {1, 1, 70, 64, 0}, {1, 2, 19, 1, 0},
-          {2, 1, 33, 8, 0},  {1, 2, 41, 24, 5}, {1, 1, 37, 48, 0}, {3, 1, 5, 4, 2}};
+  return {{2, 3, 23, 16, 0}, {2, 3, 23, 16, 7}, {1, 2, 70, 32, 0}, {1, 2, 70, 64, 0}, {1, 2, 19, 1, 0},
+          {2, 1, 33, 8, 0},  {1, 2, 41, 24, 5}, {1, 1, 37, 48, 0}, {3, 1, 5, 4, 2},   {2, 2, 29, 24, 0}};
 }
 
 struct Scene {
-  int64_t n, h, w;
+  int64_t n, h, w;  // blobs, image size
   uint64_t seed;
   float s_lo, s_hi;
+  float blob_h, blob_w;  // the area the centres are drawn in
 };
-// Non-square images, a single pixel row, and 700 blobs in one 16x16 tile (more than 256: all are drawn).
-std::vector<Scene> raster_scenes() { return {{60, 37, 45, 1, 0.7f, 4.f}, {9, 1, 30, 2, 0.7f, 3.f}, {700, 16, 16, 3, 0.4f, 1.2f}}; }
+// Non-square images, a single pixel row, the original finite-difference scene, and 700 blobs whose centres
+// lie in one 16x16 tile (more than 256 in a tile: all are drawn).
+std::vector<Scene> raster_scenes() {
+  return {{60, 37, 45, 1, 0.7f, 4.f, 37, 45},
+          {9, 1, 30, 2, 0.7f, 3.f, 1, 30},
+          {14, 20, 24, 2, 0.7f, 4.f, 20, 24},
+          {700, 32, 40, 3, 0.4f, 1.2f, 16, 16}};
+}
 
 TEST_SUITE("op table") {
 
@@ -248,13 +312,12 @@ TEST_CASE("op table: matrix products") { run(matmul_rows()); }
 
 TEST_CASE("op table: convolutions") { run(conv_rows()); }
 
-TEST_CASE("op table: pooling, normalisation, resampling, padding, filters") { run(misc_rows()); }
+TEST_CASE("op table: pooling and normalisation and resampling and padding and filters") { run(misc_rows()); }
 
 TEST_CASE("op table: shape ops") { run(shape_rows()); }
 
-TEST_CASE("op table: attention, head dims 1 to 64, windows, against the naive formula") {
-  std::vector<Geo> geos = attention_geos();
-  for (const Geo& g : geos) {
+TEST_CASE("op table: attention with head dims 1 to 64 and windows against the naive formula") {
+  for (const Geo& g : attention_geos()) {
     g_cases++;
     std::string name = "attention [" + std::to_string(g.b) + ", " + std::to_string(g.h) + ", " + std::to_string(g.n) +
                        ", " + std::to_string(g.d) + "] window " + std::to_string(g.window);
@@ -271,65 +334,76 @@ TEST_CASE("op table: attention, head dims 1 to 64, windows, against the naive fo
     fused.backward(gout);
     naive.backward(gout);
     for (int i = 0; i < 3; ++i) CHECK_MESSAGE(rel_err(a[i].grad(), b[i].grad()) < 1e-5, name << ": gradient of input " << i);
-    // The blocked GEMM path agrees with the per-query loop (the oracle kept forever).
+    // The blocked GEMM path agrees with the per-query loop (the oracle kept forever), log-sum-exp included.
     AttentionGeometry geo{g.b * g.h, g.n, g.d, g.window ? g.window : g.n, 1.f / std::sqrt((float)g.d)};
     Tensor o1 = empty_like(in[0]), o2 = empty_like(in[0]), l1 = empty({g.b * g.h, g.n}), l2 = empty({g.b * g.h, g.n});
     cpu::attention_forward(geo, in[0].data(), in[1].data(), in[2].data(), o1.data(), l1.data());
     cpu::attention_forward_reference(geo, in[0].data(), in[1].data(), in[2].data(), o2.data(), l2.data());
     CHECK_MESSAGE(rel_err(o1, o2) < 1e-5, name);
+    CHECK_MESSAGE(rel_err(l1, l2) < 1e-5, name << ": log-sum-exp");
     Tensor q1 = empty_like(o1), k1 = empty_like(o1), v1 = empty_like(o1), q2 = empty_like(o1), k2 = empty_like(o1),
            v2 = empty_like(o1);
     cpu::attention_backward(geo, in[0].data(), in[1].data(), in[2].data(), o1.data(), l1.data(), gout.data(), q1.data(),
                             k1.data(), v1.data());
     cpu::attention_backward_reference(geo, in[0].data(), in[1].data(), in[2].data(), o2.data(), l2.data(), gout.data(),
                                       q2.data(), k2.data(), v2.data());
-    CHECK_MESSAGE((rel_err(q1, q2) < 1e-5 && rel_err(k1, k2) < 1e-5 && rel_err(v1, v2) < 1e-5), name);
+    CHECK_MESSAGE(rel_err(q1, q2) < 1e-5, name << ": dQ");
+    CHECK_MESSAGE(rel_err(k1, k2) < 1e-5, name << ": dK");
+    CHECK_MESSAGE(rel_err(v1, v2) < 1e-5, name << ": dV");
     auto fn = [w = g.window](const std::vector<Tensor>& x) { return attention(x[0], x[1], x[2], w); };
-    if (g.n * g.d <= 400) check_gradients(name, fn, in);
+    check_gradients(name, fn, in);
     check_cuda_parity(name, fn, in, 1e-4);
   }
 }
 
-TEST_CASE("op table: rasterizer against the naive per-pixel sum, finite differences, parity") {
-  // Non-square images, a single pixel row, and 700 blobs in one 16x16 tile (more than 256: all are drawn).
+TEST_CASE("op table: rasterizer against the naive per-pixel sum and by finite differences and parity") {
   for (const Scene& sc : raster_scenes()) {
     g_cases++;
-    Blobs b = random_blobs(sc.n, (float)sc.h, (float)sc.w, sc.seed, sc.s_lo, sc.s_hi);
-    const int64_t h = sc.n == 700 ? 32 : sc.h, w = sc.n == 700 ? 40 : sc.w;
-    Tensor img = rasterize(b, h, w);
-    CHECK(img.shape() == Shape{3, h, w});
-    CHECK(rel_err(img, naive_render(b, h, w, 3.0)) < 1e-5);
-    CHECK(rel_err(rasterize(b, h, w, 5.f), naive_render(b, h, w, 5.0)) < 1e-5);
-    if (sc.n == 700) CHECK(last_raster_stats().max_blobs_in_a_tile > 256);
-    check_cuda_parity("rasterize " + std::to_string(sc.n) + " blobs", raster_fn(h, w, 3.f), as_inputs(b), 1e-4);
+    const std::string name = "rasterize " + std::to_string(sc.n) + " blobs on " + std::to_string(sc.h) + "x" + std::to_string(sc.w);
+    Blobs b = random_blobs(sc.n, sc.blob_h, sc.blob_w, sc.seed, sc.s_lo, sc.s_hi);
+    Tensor img = rasterize(b, sc.h, sc.w);
+    CHECK(img.shape() == Shape{3, sc.h, sc.w});
+    CHECK_MESSAGE(rel_err(img, naive_render(b, sc.h, sc.w, 3.0)) < 1e-5, name);
+    if (sc.n == 700) {
+      MESSAGE("blobs in the busiest tile: " << last_raster_stats().max_blobs_in_a_tile);
+      CHECK(last_raster_stats().max_blobs_in_a_tile > 256);
+    }
+    CHECK_MESSAGE(rel_err(rasterize(b, sc.h, sc.w, 5.f), naive_render(b, sc.h, sc.w, 5.0)) < 1e-5, name << " at 5 sigma");
+    // Gradients of every blob parameter: a wide cutoff keeps the image smooth in the parameters (a pixel
+    // crossing the 3-sigma rim would jump). Parity runs at the default 3-sigma cutoff.
+    GradCheck gc;
+    gc.eps = 1e-3;
+    gc.tol = 1e-2;
+    check_gradients(name, raster_fn(sc.h, sc.w, 6.f), as_inputs(b), gc);
+    check_cuda_parity(name, raster_fn(sc.h, sc.w, 3.f), as_inputs(b), 1e-4);
   }
-  // Gradients of every blob parameter: a wide cutoff keeps the image smooth in the parameters (a pixel
-  // crossing the 3-sigma rim would jump).
-  g_cases++;
-  GradCheck gc;
-  gc.eps = 1e-3;
-  gc.tol = 1e-2;
-  check_gradients("rasterize", raster_fn(20, 24, 6.f), as_inputs(random_blobs(14, 20, 24, 2)), gc);
-  // Blobs outside the image or with a zero scale draw nothing.
+}
+
+TEST_CASE("op table: rasterizer draws nothing for blobs outside the image or with a zero scale") {
   Blobs b = random_blobs(5, 10, 10, 4);
   b.means = from_vector({-50, -50, 500, 5, 5, 900, 5, 5, 5, 5}, {5, 2});
-  b.scales = from_vector({1, 1, 1, 1, 1, 1, 0, 1, 2, 2}, {5, 2});
+  b.scales = from_vector({1, 1, 1, 1, 1, 1, 0, 1, 2, 2}, {5, 2});  // blob 3 has a zero scale
   Blobs only_last = b;
   only_last.opacity = from_vector({0, 0, 0, 0, b.opacity.to_vector()[4]}, {5});
-  CHECK(max_abs_diff(rasterize(b, 10, 10), rasterize(only_last, 10, 10)) == 0.0);
+  Tensor img = rasterize(b, 10, 10);
+  CHECK(max_abs_diff(img, rasterize(only_last, 10, 10)) == 0.0);
+  CHECK(max_abs_diff(img, zeros({3, 10, 10})) > 0.0);  // the one blob inside does draw
 }
 
 TEST_CASE("op table: summary") {
-  // Counted from the tables themselves (ctest runs every test case in its own process).
-  int rows = 2, cases = (int)attention_geos().size() + (int)raster_scenes().size() + 1;
+  // Counted from the tables themselves (ctest runs every test case in its own process). The attention and
+  // rasterizer tests are one row each, a case per geometry or scene.
+  int rows = 2, cases = (int)attention_geos().size() + (int)raster_scenes().size();
   for (auto* table : {elementwise_rows, reduction_rows, matmul_rows, conv_rows, misc_rows, shape_rows})
     for (const Row& r : table()) {
       rows++;
       cases += (int)r.cases.size();
+      CHECK_MESSAGE(!r.cases.empty(), r.op << " has no cases");
     }
   std::string devices = cuda_available() ? "CPU and CUDA" : "CPU (CUDA parity skipped: no GPU)";
-  MESSAGE("op table: " << rows << " op rows, " << cases << " op x shape cases, run on " << devices);
-  CHECK(rows >= 70);
+  MESSAGE("op table: " << rows << " op rows, " << cases << " op x shape cases, " << 2 * cases
+                       << " op x shape x device cases (CPU finite differences + CUDA parity), run on " << devices);
+  CHECK(rows >= 80);
 }
 
 }  // TEST_SUITE
