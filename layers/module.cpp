@@ -23,9 +23,14 @@ void Module::collect(const std::string& prefix, bool params, bool buffers, Named
   for (const auto& [n, m] : children_) m->collect(prefix + n + ".", params, buffers, out);
 }
 
+// A parameter registered in two places (INIKNet's shared sine frequencies) is listed once, under its first name,
+// as PyTorch does: optimizers step it once and counts count it once. state_dict() keeps every name.
 NamedTensors Module::named_parameters() const {
-  NamedTensors out;
-  collect("", true, false, out);
+  NamedTensors all, out;
+  collect("", true, false, all);
+  std::set<const TensorImpl*> seen;
+  for (auto& nt : all)
+    if (seen.insert(nt.second.impl()).second) out.push_back(nt);
   return out;
 }
 
@@ -36,7 +41,8 @@ NamedTensors Module::named_buffers() const {
 }
 
 NamedTensors Module::state_dict() const {
-  NamedTensors out = named_parameters();
+  NamedTensors out;
+  collect("", true, false, out);
   for (auto& b : named_buffers()) out.push_back(b);
   return out;
 }

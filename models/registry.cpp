@@ -4,6 +4,7 @@
 #include "layers/checkpoint.h"
 #include "models/ggkm.h"
 #include "models/gs.h"
+#include "models/inik.h"
 #include "models/sft.h"
 
 namespace rf {
@@ -38,6 +39,9 @@ const std::vector<ModelEntry>& model_entries() {
       {"sft", "paper 002: defocus-map prediction (DID-ANet's branch) + SFT-Dec-conditioned residual deblurring",
        [](const nlohmann::json& c) -> std::unique_ptr<Model> { return std::make_unique<SftModel>(SftConfig::from_json(c)); },
        nullptr},
+      {"inik", "paper 003: implicit neural inverse kernels (sine-MLP atoms), per-pixel scale and basis weights, 3 scales",
+       [](const nlohmann::json& c) -> std::unique_ptr<Model> { return std::make_unique<InikModel>(InikConfig::from_json(c)); },
+       inik_config_from_official},
       {"gs_initializer", "paper 000, gs's initializer alone (for forward): a U-Net placing one blob per 2x2 cell",
        [](const nlohmann::json& c) -> std::unique_ptr<Model> { return std::make_unique<GsInitializer>(GsConfig::from_json(c)); },
        nullptr},

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "engine/allocator.h"
+#include "models/registry.h"
 #include "ops/inverse_filter.h"
 #include "tests/harness.h"
 
@@ -62,6 +63,25 @@ TEST_CASE("fused inverse filtering equals the unfused composition, forward and e
   check_cuda_parity("inverse_filter", fused(c.shape), c.inputs, 1e-4);
   Case d = small_case(1, 16, 7, 30);  // a kernel wider than the image
   check_cuda_parity("inverse_filter (narrow)", fused(d.shape), d.inputs, 1e-4);
+}
+
+TEST_CASE("forward on inik reproduces the PyTorch twin of INIKNet at all three scales; convert --official too") {
+  auto dir = fs::temp_directory_path() / ("refocus_inik_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  run_twin_script("twin_inik.py", dir.string());
+  check_twin_forward("inik", (dir / "inik_twin.safetensors").string(), dir.string());
+  // A released checkpoint: the same names, the shared frequency under both keys, BGR colours.
+  check_twin_forward("inik", (dir / "inik_official_twin.safetensors").string(), dir.string(), 1e-4, true);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("inik has the released parameter count, the shared frequencies counted once") {
+  auto m = make_model("inik");
+  MESSAGE("inik: " << m->num_parameters() << " parameters (released INIKNet: 1,976,847; paper: 1.98 M)");
+  CHECK(m->num_parameters() == 1976847);
+  int64_t names = 0;
+  for (auto& [n, t] : m->state_dict()) names += n.find(".w0") != std::string::npos;
+  CHECK(names == 20);  // 10 atoms x 2 names each, as the released state dict
 }
 
 }  // TEST_SUITE

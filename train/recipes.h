@@ -8,5 +8,6 @@ namespace rf {
 Recipe gs_recipe();
 Recipe ggkm_recipe();
 Recipe sft_recipe();
+Recipe inik_recipe();
 
 }  // namespace rf
