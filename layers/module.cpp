@@ -20,7 +20,8 @@ void Module::collect(const std::string& prefix, bool params, bool buffers, Named
     for (const auto& [n, t] : params_) out.emplace_back(prefix + n, t);
   if (buffers)
     for (const auto& [n, t] : buffers_) out.emplace_back(prefix + n, t);
-  for (const auto& [n, m] : children_) m->collect(prefix + n + ".", params, buffers, out);
+  // A child registered under "" lends its names to its parent unprefixed (a model that is one released module).
+  for (const auto& [n, m] : children_) m->collect(n.empty() ? prefix : prefix + n + ".", params, buffers, out);
 }
 
 // A parameter registered in two places (INIKNet's shared sine frequencies) is listed once, under its first name,

@@ -5,6 +5,7 @@
 #include "models/ggkm.h"
 #include "models/gs.h"
 #include "models/inik.h"
+#include "models/jdrl.h"
 #include "models/sft.h"
 
 namespace rf {
@@ -42,6 +43,15 @@ const std::vector<ModelEntry>& model_entries() {
       {"inik", "paper 003: implicit neural inverse kernels (sine-MLP atoms), per-pixel scale and basis weights, 3 scales",
        [](const nlohmann::json& c) -> std::unique_ptr<Model> { return std::make_unique<InikModel>(InikConfig::from_json(c)); },
        inik_config_from_official},
+      {"jdrl", "paper 004: deblurring trained from misaligned pairs with a reblurring module (estimator + deformable fusion + U-Net or Restormer)",
+       [](const nlohmann::json& c) -> std::unique_ptr<Model> { return std::make_unique<JdrlModel>(JdrlConfig::from_json(c)); },
+       nullptr},
+      {"jdrl_reblur", "paper 004's reblurring module alone (JDRL's Reblur_Model, released names; inputs im_s, im_b)",
+       [](const nlohmann::json&) -> std::unique_ptr<Model> { return std::make_unique<JdrlReblurModel>(); },
+       jdrl_reblur_config_from_official},
+      {"jdrl_unet", "paper 004's conference backbone alone (JDRL's VGG_Deblur, released names; input im_b)",
+       [](const nlohmann::json& c) -> std::unique_ptr<Model> { return std::make_unique<JdrlUnetModel>(c.value("width", (int64_t)64)); },
+       jdrl_unet_config_from_official},
       {"gs_initializer", "paper 000, gs's initializer alone (for forward): a U-Net placing one blob per 2x2 cell",
        [](const nlohmann::json& c) -> std::unique_ptr<Model> { return std::make_unique<GsInitializer>(GsConfig::from_json(c)); },
        nullptr},

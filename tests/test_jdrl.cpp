@@ -5,7 +5,10 @@
 #include <cmath>
 #include <filesystem>
 
+#include "models/jdrl.h"
+#include "models/registry.h"
 #include "ops/isotropic_reblur.h"
+#include "ops/optical_flow.h"
 #include "tests/harness.h"
 
 using namespace rf;
@@ -52,6 +55,64 @@ TEST_CASE("fused isotropic reblurring equals the naive per-pixel kernels, forwar
   CHECK(std::fabs(v[4] - e2 / z) < 1e-6);  // centre
   CHECK(std::fabs(v[1] - e / z) < 1e-6);   // edge
   CHECK(std::fabs(v[0] - 1 / z) < 1e-6);   // corner
+}
+
+TEST_CASE("forward on jdrl's modules reproduces their PyTorch twins: Reblur_Model, VGG_Deblur, the whole network") {
+  auto dir = fs::temp_directory_path() / ("refocus_jdrl_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  run_twin_script("twin_jdrl.py", dir.string());
+  // The released modules go through convert --official (DataParallel's "module." prefixes would be removed).
+  check_twin_forward("jdrl_reblur", (dir / "jdrl_reblur_twin.safetensors").string(), dir.string(), 1e-4, true);
+  check_twin_forward("jdrl_unet", (dir / "jdrl_unet_twin.safetensors").string(), dir.string(), 1e-4, true);
+  check_twin_forward("jdrl", (dir / "jdrl_unet_net_twin.safetensors").string(), dir.string());
+  check_twin_forward("jdrl", (dir / "jdrl_restormer_net_twin.safetensors").string(), dir.string());
+  fs::remove_all(dir);
+}
+
+TEST_CASE("parameter counts of jdrl's modules and backbones") {
+  const int64_t reblur = make_model("jdrl_reblur")->num_parameters(), unet = make_model("jdrl_unet")->num_parameters();
+  RestormerConfig rc;
+  const int64_t restormer = Restormer(rc).num_parameters();
+  JdrlModel with_unet(JdrlConfig::from_json({{"backbone", "unet"}})), with_restormer(JdrlConfig::from_json({{"backbone", "restormer"}}));
+  MESSAGE("Reblur_Model " << reblur << " (released: 474,987), VGG_Deblur " << unet << " (31,033,411), stock Restormer "
+                          << restormer << " (26,126,644); jdrl without R: U-Net " << with_unet.inference_parameters()
+                          << ", Restormer " << with_restormer.inference_parameters() << " (paper's Restormer+: 26.2 M)");
+  CHECK(reblur == 474987);
+  CHECK(unet == 31033411);
+  CHECK(restormer == 26126644);
+}
+
+TEST_CASE("optical flow recovers known shifts and zooms within a fraction of a pixel; warp of zero flow is the identity") {
+  // A textured image (smooth random blobs) and a copy moved by a known field.
+  Tensor base = uniform_input({1, 3, 64, 80}, 0.f, 1.f, 40);
+  base = avg_pool2d(pad2d(base, 2, 2, 2, 2, PadMode::Replicate), 5, 1);
+  CHECK(max_abs_diff(warp(base, zeros({1, 2, 64, 80})), base) < 1e-6);
+  struct Motion {
+    float dx, dy, zoom;
+  };
+  for (Motion m : {Motion{1.5f, -0.75f, 1.f}, Motion{0.f, 0.f, 1.03f}, Motion{-2.f, 1.f, 0.98f}}) {
+    std::vector<float> f(2 * 64 * 80);
+    for (int64_t y = 0; y < 64; ++y)
+      for (int64_t x = 0; x < 80; ++x) {  // to(p + flow) = from(p): to is from moved by -flow
+        f[y * 80 + x] = m.dx + (m.zoom - 1.f) * ((float)x - 39.5f);
+        f[64 * 80 + y * 80 + x] = m.dy + (m.zoom - 1.f) * ((float)y - 31.5f);
+      }
+    Tensor truth = from_vector(f, {1, 2, 64, 80});
+    Tensor moved = warp(base, truth * -1.f);  // moved(p) = base(p - flow): base = moved sampled at p + flow
+    Tensor est = estimate_flow(base, moved);
+    auto e = est.to_vector();
+    double epe = 0;
+    int64_t n = 0;
+    for (int64_t y = 8; y < 56; ++y)  // away from the borders, where the moved image repeats its edge
+      for (int64_t x = 8; x < 72; ++x) {
+        const double ex = e[y * 80 + x] - f[y * 80 + x], ey = e[64 * 80 + y * 80 + x] - f[64 * 80 + y * 80 + x];
+        epe += std::sqrt(ex * ex + ey * ey);
+        n++;
+      }
+    epe /= (double)n;
+    MESSAGE("flow: shift (" << m.dx << ", " << m.dy << "), zoom " << m.zoom << ": mean end-point error " << epe << " px");
+    CHECK(epe < 0.25);
+  }
 }
 
 }  // TEST_SUITE
