@@ -9,6 +9,9 @@
 #include "models/registry.h"
 #include "ops/isotropic_reblur.h"
 #include "ops/optical_flow.h"
+#include "data/image.h"
+#include "engine/fileio.h"
+#include "train/evaluate.h"
 #include "tests/harness.h"
 
 using namespace rf;
@@ -113,6 +116,28 @@ TEST_CASE("optical flow recovers known shifts and zooms within a fraction of a p
     MESSAGE("flow: shift (" << m.dx << ", " << m.dy << "), zoom " << m.zoom << ": mean end-point error " << epe << " px");
     CHECK(epe < 0.25);
   }
+}
+
+TEST_CASE("evaluate --warp-gt scores a shifted prediction against the ground truth moved onto it") {
+  auto dir = fs::temp_directory_path() / ("refocus_warpgt_" + std::to_string(::getpid()));
+  make_dirs((dir / "blur").string());
+  make_dirs((dir / "sharp").string());
+  for (int i = 0; i < 2; ++i) {
+    Tensor sharp = avg_pool2d(pad2d(uniform_input({1, 3, 48, 64}, 0.f, 1.f, 50 + i), 2, 2, 2, 2, PadMode::Replicate), 5, 1);
+    Tensor shifted = warp(sharp, full({1, 2, 48, 64}, 1.3f));  // the "prediction": the sharp image, misaligned
+    write_png((dir / ("blur/" + std::to_string(i) + ".png")).string(), shifted[0]);
+    write_png((dir / ("sharp/" + std::to_string(i) + ".png")).string(), sharp[0]);
+  }
+  EvalOptions o;
+  o.data = dir.string();
+  o.out = (dir / "eval").string();
+  o.quiet = true;
+  double plain = evaluate(o).mean.psnr;
+  o.warp_gt = true;
+  double warped = evaluate(o).mean.psnr;
+  MESSAGE("a 1.3 px shift of a sharp image: plain " << plain << " dB, --warp-gt " << warped << " dB");
+  CHECK(warped > plain + 8);
+  fs::remove_all(dir);
 }
 
 }  // TEST_SUITE

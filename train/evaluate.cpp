@@ -11,6 +11,7 @@
 #include "data/loader.h"
 #include "engine/fileio.h"
 #include "models/registry.h"
+#include "ops/optical_flow.h"
 #include "engine/progress.h"
 #include "ops/ops.h"
 #include "train/cli.h"
@@ -130,6 +131,10 @@ EvalResult evaluate(const EvalOptions& o) {
     row.height = h;
     row.width = w;
     double range = 1.0;
+    if (o.warp_gt) {  // the ground truth moved onto the prediction (paper 004's protocol for misaligned sets)
+      Tensor p4 = unsqueeze(pred, 0), r4 = unsqueeze(ref, 0);
+      ref = warp(r4, estimate_flow(p4, r4))[0];
+    }
     if (o.align) {
       align_to(pred, ref, pred, ref, row);
       range = max(ref.flatten(), 0).item();
@@ -173,6 +178,7 @@ EvalResult evaluate(const EvalOptions& o) {
   std::string bits = o.bits ? std::to_string(o.bits) + "-bit" : "unquantised float";
   std::string crop = o.crop_multiple > 0 ? "cropped to a multiple of " + std::to_string(o.crop_multiple) : "full image";
   std::string align = o.align ? ", per-image gain and shift (+-4 px) fitted, 4 px border dropped, peak = max(GT)" : "";
+  if (o.warp_gt) align += ", ground truth warped onto each prediction by optical flow (paper 004's protocol)";
   nlohmann::json summary = {{"data", o.data},
                             {"layout", ds.layout},
                             {"split", o.split},
@@ -182,6 +188,7 @@ EvalResult evaluate(const EvalOptions& o) {
                             {"bits", o.bits},
                             {"crop", crop},
                             {"align", o.align},
+                            {"warp_gt", o.warp_gt},
                             {"psnr", res.mean.psnr},
                             {"ssim", res.mean.ssim},
                             {"ssim_gaussian", res.mean.ssim_gaussian},

@@ -9,5 +9,6 @@ Recipe gs_recipe();
 Recipe ggkm_recipe();
 Recipe sft_recipe();
 Recipe inik_recipe();
+Recipe jdrl_recipe();
 
 }  // namespace rf

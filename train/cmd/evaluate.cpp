@@ -10,14 +10,16 @@ using namespace rf;
 static const char* kUsage =
     "usage: evaluate --data DIR (--identity | --pred DIR | --model NAME --weights FILE)\n"
     "                [--split test] [--layout auto] [--out DIR] [--bits 8|16|0] [--crop-multiple N]\n"
-    "                [--align] [--lpips WEIGHTS.safetensors] [--device auto|cpu|cuda] [--limit N] [--tile 1024]\n"
+    "                [--align] [--warp-gt] [--lpips WEIGHTS.safetensors] [--device auto|cpu|cuda] [--limit N] [--tile 1024]\n"
     "Writes OUT/per_image.csv, OUT/summary.json and OUT/results.md (default OUT: eval_out) and prints the table.\n"
     "--align fits a gain and a +-4 px shift per image (for the Pixel 4 set, whose input and GT differ so).\n"
+    "--warp-gt warps the ground truth onto each prediction by optical flow first (paper 004's protocol for\n"
+    "misaligned sets such as SDD; the plain protocol stays the default).\n"
     "--tile N: models that allow it run images larger than N px in tiles (bounded memory; 0: whole images).";
 
 int main(int argc, char** argv) {
   return run_main("evaluate", [&] {
-    Args a(argc, argv, kUsage, {"--identity", "--align"});
+    Args a(argc, argv, kUsage, {"--identity", "--align", "--warp-gt"});
     EvalOptions o;
     o.data = a.required("--data");
     o.split = a.str("--split", o.split);
@@ -26,6 +28,7 @@ int main(int argc, char** argv) {
     o.bits = (int)a.integer("--bits", o.align ? 16 : 8);
     o.crop_multiple = a.integer("--crop-multiple", 0);
     o.align = a.flag("--align");
+    o.warp_gt = a.flag("--warp-gt");
     if (o.align && !a.has("--bits")) o.bits = 16;
     o.lpips = a.str("--lpips", "");
     o.device = a.str("--device", "auto");
