@@ -1,4 +1,5 @@
 #include "ops/conv.h"
+#include "ops/macs.h"
 
 #include <cstring>
 #include <vector>
@@ -254,6 +255,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const ConvOp
   RF_CHECK(h_out > 0 && w_out > 0, conv_desc("conv2d", x, w, o), ": the output would be empty");
   ConvGeometry g = geometry(x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), h_out, w_out, w, o);
   Tensor y = empty({g.n, g.c_out, h_out, w_out}, dev);
+  count_macs(g.n * w.size(0) * h_out * w_out * w.size(1) * w.size(2) * w.size(3));
   conv_forward_kernel(g, x, w, bias.defined() ? bias.data() : nullptr, y);
   if (needs_grad({x, w, bias})) {
     record(y, "conv2d", {x, w, bias}, [g, x, w, bias](const Tensor& gy) {
@@ -287,6 +289,7 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& bias, co
   int64_t h_out = (x.size(2) - 1) * o.stride_h - 2 * o.pad_h + o.dilation_h * (w.size(2) - 1) + o.output_pad_h + 1;
   int64_t w_out = (x.size(3) - 1) * o.stride_w - 2 * o.pad_w + o.dilation_w * (w.size(3) - 1) + o.output_pad_w + 1;
   RF_CHECK(h_out > 0 && w_out > 0, conv_desc("conv_transpose2d", x, w, o), ": the output would be empty");
+  count_macs(x.size(0) * x.size(1) * x.size(2) * x.size(3) * w.size(1) * w.size(2) * w.size(3));
   // The convolution whose data gradient this is: input [N, c_out, h_out, w_out] -> output x's shape.
   ConvGeometry g = geometry(x.size(0), c_out, h_out, w_out, x.size(1), x.size(2), x.size(3), w, o);
   Tensor y = empty({g.n, c_out, h_out, w_out}, dev);

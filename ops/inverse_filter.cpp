@@ -8,6 +8,7 @@
 #include "ops/dispatch.h"
 #include "ops/elementwise.h"
 #include "ops/inverse_filter_impl.h"
+#include "ops/macs.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
 
@@ -240,6 +241,7 @@ Tensor inverse_filter(const Tensor& x, const Tensor& kernels, const InverseFilte
   auto tables = std::make_shared<Tables>(make_tables(shape, dev));
   InverseFilterGeometry g = geometry(x, shape, weight, *tables);
   Tensor out = empty({b, g.o, h, w}, dev);
+  count_macs(b * h * w * (shape.kernel_floats() * c + groups * shape.bases * c * g.o));
   const float* bp = bias.defined() ? bias.data() : nullptr;
   if (dev == Device::CUDA)
     RF_GPU(gpu::inverse_filter_forward(g, x.data(), kernels.data(), mu.data(), omega.data(), weight.data(), bp, out.data()));

@@ -8,6 +8,7 @@
 #include "ops/dispatch.h"
 #include "ops/elementwise.h"
 #include "ops/isotropic_reblur_impl.h"
+#include "ops/macs.h"
 #include "ops/matmul.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
@@ -170,6 +171,7 @@ Tensor isotropic_reblur(const Tensor& sharp, const Tensor& seeds, const Tensor& 
   Device dev = same_device(op, {sharp, seeds, maps});
   ReblurGeometry g{b, sharp.size(1), h, w};
   Tensor out = empty_like(sharp), lse = empty({b, kReblurSizes, h, w}, dev);
+  count_macs(b * h * w * 679 * (sharp.size(1) + 1));  // 679 taps: the kernels' softmax and the filtering
   if (dev == Device::CUDA)
     RF_GPU(gpu::reblur_forward(g, sharp.data(), seeds.data(), maps.data(), out.data(), lse.data()));
   else

@@ -8,6 +8,7 @@
 #include "ops/dispatch.h"
 #include "ops/elementwise.h"
 #include "ops/kernel_bank_impl.h"
+#include "ops/macs.h"
 #include "ops/shape.h"
 
 namespace rf {
@@ -194,6 +195,11 @@ Tensor kernel_bank(const Tensor& x, const KernelBank& bank, const BankPlan& plan
   auto tables = std::make_shared<BankTables>(make_tables(bank, plan, x.size(1), dev));
   BankGeometry g = geometry(x, plan, *tables);
   Tensor out = empty({g.b, j, g.h, g.w}, dev);
+  {
+    int64_t taps = 0;  // a row and a column pass per plane and kernel
+    for (int32_t k : plan.kernel) taps += 2 * (int64_t)bank.taps[k].size();
+    count_macs(g.b * g.h * g.w * taps);
+  }
   const float* wp = weights.defined() ? weights.data() : nullptr;
   if (dev == Device::CUDA)
     RF_GPU(gpu::bank_forward(g, x.data(), wp, out.data()));

@@ -1,4 +1,5 @@
 #include "ops/matmul.h"
+#include "ops/macs.h"
 
 #include "engine/autograd.h"
 #include "ops/dispatch.h"
@@ -20,6 +21,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   int64_t m = ta ? ac : ar, k = ta ? ar : ac, kb = tb ? bc : br, n = tb ? br : bc;
   RF_CHECK(k == kb, "matmul: inner sizes differ: ", a.shape(), (ta ? "^T" : ""), " @ ", b.shape(), (tb ? "^T" : ""));
   int64_t batch = std::max(ba, bb);
+  count_macs(batch * m * n * k);
   bool batched = a.dim() == 3 || b.dim() == 3;
   Tensor c = empty(batched ? Shape{batch, m, n} : Shape{m, n}, dev);
   GemmShape s = gemm_shape(ta, tb, m, n, k);
