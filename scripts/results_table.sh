@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 /usr/bin/python3 - <<'PYEOF'
 import glob, json, re
-rows = sorted(glob.glob("results/*.md"))
+rows = sorted(p for p in glob.glob("results/*.md") if not p.endswith(".extra.md"))
+extras = "".join("\n" + open(p).read() for p in sorted(glob.glob("results/*.extra.md")))
 ident = [json.load(open(p[:-3] + ".json")) for p in rows]
 synth = sorted({round(r["synth_identity_psnr"], 2) for r in ident})
 head = ("| network | recipe | parameters | training | synthetic test: PSNR (gain) / SSIM | Pixel 4 (--align): PSNR (gain) / SSIM "
@@ -15,7 +16,7 @@ note = (f"\nBlurry input (`--identity`): synthetic test split {', '.join(f'{s:.2
         "Rows are written by `scripts/judge.sh NAME cpu|gpu` (DESIGN §8); the machine of each run is in results/NAME_RECIPE.json.\n")
 readme = open("README.md").read()
 begin, end = "<!-- judge:begin -->", "<!-- judge:end -->"
-block = f"{begin}\n{head}{body}{note}{end}"
+block = f"{begin}\n{head}{body}{note}{extras}{end}"
 if begin in readme:
     readme = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda m: block, readme, flags=re.S)
 else:
