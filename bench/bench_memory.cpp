@@ -1,15 +1,32 @@
-// Peak memory of three training workloads, one per process (so that the process's peak resident set
-// measures that workload alone): bench/bench_memory_torch.py runs the same work in PyTorch.
-//   bench_memory --case adds|unet|gs [--device cpu|cuda]
-// Prints one JSON line: peak growth of the resident set over the baseline taken after setup (the kernel's
-// VmHWM, reset through /proc/self/clear_refs), and refocus's own count of tensor bytes at the peak.
-//   adds: x (64 MiB, requires grad); y = x; 10 times y = y + x; then backward. Forward growth is the point:
-//         a tape that keeps every node's inputs alive holds all ten intermediates.
-//   unet: one training step (forward, backward, Adam) of a 3-level U-Net, batch 4, 3x128x128.
+// Peak memory of three training workloads, one per process: bench/bench_memory_torch.py runs the same work in
+// PyTorch, measured the same way.
+//   bench_memory --case adds|unet|gs [--device cpu|cuda] [--threads N]
+// Prints JSON lines {name, phase, device, peak_mib, alive_mib, rss_growth_mib, ms}, each phase measured from the
+// same start (the forward line is printed when the loss exists, before backward):
+//   peak_mib        refocus's own count of tensor bytes at the peak, over what was allocated at the start
+//                   (host tensors on the CPU, the CUDA allocator's figure on the GPU);
+//   alive_mib       tensor bytes alive at the end of the phase, over the start: after the forward, what the tape
+//                   keeps for backward (plus the loss);
+//   rss_growth_mib  growth of the process's peak resident set (the kernel's VmHWM, reset through
+//                   /proc/self/clear_refs) over the resident set at the start, after malloc_trim(0) has handed
+//                   every freed heap page back to the kernel: without it a heap that keeps freed blocks (ours
+//                   does, see engine/allocator.cpp) reuses the warm-up step's pages and shows no growth at all;
+//   ms              wall time from the start to the end of the phase.
+//   adds: x (64 MiB, requires grad); y = x; 10 times y = y + x (the way PyTorch keeps memory lowest: only the
+//         newest sum is referenced); the forward phase, then sum(y).backward(). A tape that keeps every node's
+//         inputs alive holds all ten intermediates.
+//   unet: one training step (forward, backward, Adam) of a 3-level U-Net (32/64/128), batch 4, 3x128x128,
+//         after one warm-up step (Adam's state and the libraries' buffers exist before the measured step) and
+//         zero_grad (which drops the gradients: they are made again in the measured backward).
 //   gs:   one training step of gs's blob deblurrer (3 blocks, width 64, windows of 256) on 16,384 blobs
-//         rendered at 128x128, MSE, AdamW.
+//         rendered at 128x128, MSE, AdamW, after one warm-up step and zero_grad.
+#include <malloc.h>
+#include <omp.h>
+
+#include <chrono>
 #include <cstdio>
 #include <array>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -35,23 +52,40 @@ long status_kb(const char* key) {
 }
 
 struct Peak {
+  Device dev = Device::CPU;
   long base_kb = 0;
   size_t base_bytes = 0;
+  std::chrono::steady_clock::time_point t0;
+  size_t tensor_bytes_now() const {
+    return dev == Device::CUDA ? cuda_alloc_stats().allocated_bytes : host_alloc_stats().allocated_bytes;
+  }
   void start() {
+    synchronize();
+    malloc_trim(0);                                   // freed heap pages back to the kernel
     std::ofstream("/proc/self/clear_refs") << "5";  // resets VmHWM to the current resident set
     base_kb = status_kb("VmRSS:");
     host_reset_peak();
-    base_bytes = host_alloc_stats().allocated_bytes;
+    cuda_reset_peak();
+    base_bytes = tensor_bytes_now();
+    t0 = std::chrono::steady_clock::now();
+  }
+  double ms() const {
+    synchronize();
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   }
   double rss_mib() const { return (status_kb("VmHWM:") - base_kb) / 1024.0; }
-  double tensors_mib() const { return (host_alloc_stats().peak_allocated_bytes - base_bytes) / 1048576.0; }
+  double alive_mib() const { return (double(tensor_bytes_now()) - double(base_bytes)) / 1048576.0; }
+  double tensors_mib() const {
+    size_t peak = dev == Device::CUDA ? cuda_alloc_stats().peak_allocated_bytes : host_alloc_stats().peak_allocated_bytes;
+    return (double(peak) - double(base_bytes)) / 1048576.0;
+  }
 };
 
-void print(const char* name, const char* phase, const Peak& p, Device d) {
-  double gpu = d == Device::CUDA ? cuda_alloc_stats().peak_allocated_bytes / 1048576.0 : 0;
-  std::printf("{\"name\": \"%s\", \"phase\": \"%s\", \"device\": \"%s\", \"rss_growth_mib\": %.1f, "
-              "\"tensor_peak_mib\": %.1f, \"gpu_peak_mib\": %.1f}\n",
-              name, phase, device_name(d), p.rss_mib(), p.tensors_mib(), gpu);
+void print(const char* name, const char* phase, const Peak& p) {
+  double ms = p.ms();
+  std::printf("{\"name\": \"%s\", \"phase\": \"%s\", \"device\": \"%s\", \"peak_mib\": %.1f, "
+              "\"alive_mib\": %.1f, \"rss_growth_mib\": %.1f, \"ms\": %.1f}\n",
+              name, phase, device_name(p.dev), p.tensors_mib(), p.alive_mib(), p.rss_mib(), ms);
   std::fflush(stdout);
 }
 
@@ -92,36 +126,40 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--case") && i + 1 < argc) which = argv[++i];
     else if (!std::strcmp(argv[i], "--device") && i + 1 < argc) dev_name = argv[++i];
+    else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) omp_set_num_threads(std::atoi(argv[++i]));
   }
   try {
     Device dev = select_device(dev_name, false);
     Generator g(1);
     Peak p;
+    p.dev = dev;
     if (which == "adds") {
       Tensor x = randn({16 << 20}, dev, &g).set_requires_grad();  // 64 MiB
-      cuda_reset_peak();
       p.start();
       Tensor y = x;
       for (int i = 0; i < 10; ++i) y = y + x;
-      print("10 chained adds of 64 MiB", "forward", p, dev);
+      print("10 chained adds of 64 MiB", "forward", p);
       sum(y).backward();
-      print("10 chained adds of 64 MiB", "forward+backward", p, dev);
+      print("10 chained adds of 64 MiB", "forward+backward", p);
     } else if (which == "unet") {
       manual_seed(1);
       UNet net;
       net.to(dev);
       Adam opt(net.named_parameters(), AdamOptions{1e-4f});
       Tensor x = rand({4, 3, 128, 128}, dev, &g), t = rand({4, 3, 128, 128}, dev, &g);
-      auto step = [&] {
-        opt.zero_grad();
-        mse_loss(net.forward(x), t).backward();
+      const char* name = "U-Net training step, batch 4, 128x128";
+      auto step = [&](bool report) {
+        Tensor loss = mse_loss(net.forward(x), t);
+        if (report) print(name, "forward", p);
+        loss.backward();
+        loss = Tensor();
         opt.step();
+        if (report) print(name, "step", p);
       };
-      step();  // Adam's state exists from here on
-      cuda_reset_peak();
+      step(false);  // Adam's state exists from here on
+      opt.zero_grad();
       p.start();
-      step();
-      print("U-Net training step, batch 4, 128x128", "step", p, dev);
+      step(true);
     } else if (which == "gs") {
       manual_seed(1);
       GsConfig c;
@@ -136,16 +174,19 @@ int main(int argc, char** argv) {
               rand({n, 3}, dev, &g) * 0.3f, rand({n}, dev, &g)};
       Tensor target = rand({3, side, side}, dev, &g), d2 = rand({n}, dev, &g);
       Tensor d1 = full({1}, 0.5f, dev), log_k = full({1}, -3.f, dev);
-      auto step = [&] {
-        opt.zero_grad();
-        mse_loss(rasterize(deblurrer.forward(b, d2, d1, log_k, side, side), side, side), target).backward();
+      const char* name = "gs deblurrer training step, 16384 blobs, 128x128";
+      auto step = [&](bool report) {
+        Tensor loss = mse_loss(rasterize(deblurrer.forward(b, d2, d1, log_k, side, side), side, side), target);
+        if (report) print(name, "forward", p);
+        loss.backward();
+        loss = Tensor();
         opt.step();
+        if (report) print(name, "step", p);
       };
-      step();
-      cuda_reset_peak();
+      step(false);
+      opt.zero_grad();
       p.start();
-      step();
-      print("gs deblurrer training step, 16384 blobs, 128x128", "step", p, dev);
+      step(true);
     } else {
       throw Error(cat("unknown --case ", which, " (adds, unet, gs)"));
     }

@@ -1,9 +1,23 @@
 #!/usr/bin/python3
-"""PyTorch twin of bench/bench_memory.cpp: the same workloads, one per process, measured the same way
-(growth of the process's peak resident set, VmHWM reset through /proc/self/clear_refs, over the baseline
-taken after setup).  usage: bench_memory_torch.py --case adds|unet [--device cpu|cuda]"""
+"""PyTorch twin of bench/bench_memory.cpp: the same workloads, one per process, measured the same way.
+usage: bench_memory_torch.py --case adds|unet [--device cpu|cuda] [--threads N]
+
+Prints JSON lines {name, phase, device, peak_mib, alive_mib, rss_growth_mib, ms}, each phase measured from the
+same start (after the warm-up step and zero_grad):
+  rss_growth_mib  growth of the process's peak resident set (VmHWM, reset through /proc/self/clear_refs) over the
+                  resident set at the start, after malloc_trim(0) -- exactly as bench_memory does;
+  peak_mib        tensor bytes at the peak over those allocated at the start: on the GPU
+                  torch.cuda.max_memory_allocated; on the CPU the profiler's allocation records
+                  (profile_memory=True) summed in order, from a second run of the same work, so that the profiler
+                  disturbs neither the resident set nor the time of the first;
+  alive_mib       tensor bytes alive at the end of the phase over the start (after the forward: what autograd
+                  keeps for backward, plus the loss), from the same sources;
+  ms              wall time from the start to the end of the phase (first run).
+The gs case has no twin: see bench/NOTES.md."""
 import argparse
+import ctypes
 import json
+import time
 
 import torch
 import torch.nn as nn
@@ -17,20 +31,86 @@ def status_kb(key):
     return -1
 
 
+_libc = ctypes.CDLL("libc.so.6")
+
+
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
 class Peak:
+    """Resident-set growth and time from start(); on the GPU also the CUDA allocator's tensor bytes."""
+
+    def __init__(self, dev):
+        self.dev = dev
+
     def start(self):
+        sync(self.dev)
+        _libc.malloc_trim(0)  # freed heap pages back to the kernel
         with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
+            f.write("5")  # resets VmHWM to the current resident set
         self.base = status_kb("VmRSS:")
+        if self.dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            self.base_bytes = torch.cuda.memory_allocated()
+        self.t0 = time.perf_counter()
+        self.rows = []
 
-    def rss_mib(self):
-        return (status_kb("VmHWM:") - self.base) / 1024.0
+    def mark(self, phase):
+        """End of a phase: remember its time, resident-set growth and (GPU) tensor bytes."""
+        sync(self.dev)
+        ms = (time.perf_counter() - self.t0) * 1e3
+        rss = (status_kb("VmHWM:") - self.base) / 1024.0
+        peak = alive = None
+        if self.dev.type == "cuda":
+            peak = (torch.cuda.max_memory_allocated() - self.base_bytes) / 2**20
+            alive = (torch.cuda.memory_allocated() - self.base_bytes) / 2**20
+        self.rows.append([phase, peak, alive, rss, ms])
 
 
-def out(name, phase, p, dev):
-    gpu = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else 0
-    print(json.dumps({"name": name, "phase": phase, "device": dev.type, "rss_growth_mib": round(p.rss_mib(), 1),
-                      "gpu_peak_mib": round(gpu, 1)}), flush=True)
+def cpu_tensor_bytes(run, phases):
+    """Tensor bytes at the peak and alive at the end of each phase, over the start, from the profiler's
+    allocation records (profile_memory=True) summed in order. run(mark) does the work and calls mark(phase) at
+    the end of each phase; returns {phase: (peak MiB, alive MiB)}. Only blocks allocated inside the profiled
+    region may be freed in it (the profiler cannot see the size of others), which both cases respect."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    def mark(phase):
+        with record_function("phase_end:" + phase):
+            pass
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run(mark)
+    evs = list(prof.profiler.kineto_results.events())
+    ends = {e.name()[len("phase_end:"):]: e.start_us() for e in evs if e.name().startswith("phase_end:")}
+    mem = sorted((e for e in evs if e.name() == "[memory]"), key=lambda e: e.start_us())  # stable: keeps record order
+    res = {}
+    for ph in phases:
+        cur = peak = 0
+        for e in mem:
+            if e.start_us() > ends[ph]:
+                break
+            cur += e.nbytes()
+            peak = max(peak, cur)
+        res[ph] = (peak / 2**20, cur / 2**20)
+    return res
+
+
+def measure(name, p, run, reset):
+    """run(mark) once measured by p (resident set, time), then, on the CPU, once more under the profiler
+    (tensor bytes); reset() restores the starting state in between. Prints one JSON line per phase."""
+    p.start()
+    run(p.mark)
+    if p.dev.type == "cpu":
+        reset()
+        tensors = cpu_tensor_bytes(run, [r[0] for r in p.rows])
+        for r in p.rows:
+            r[1], r[2] = tensors[r[0]]
+    for phase, peak, alive, rss, ms in p.rows:
+        print(json.dumps({"name": name, "phase": phase, "device": p.dev.type, "peak_mib": round(peak, 1),
+                          "alive_mib": round(alive, 1), "rss_growth_mib": round(rss, 1), "ms": round(ms, 1)}),
+              flush=True)
 
 
 def convs(layers):
@@ -70,36 +150,43 @@ def main():
         torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
     torch.manual_seed(1)
-    p = Peak()
+    p = Peak(dev)
     if a.case == "adds":
         x = torch.randn(16 << 20, device=dev, requires_grad=True)
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        p.start()
-        y = x
-        for _ in range(10):
-            y = y + x
-        out("10 chained adds of 64 MiB", "forward", p, dev)
-        y.sum().backward()
-        out("10 chained adds of 64 MiB", "forward+backward", p, dev)
+
+        def run(mark):
+            y = x
+            for _ in range(10):
+                y = y + x
+            mark("forward")
+            y.sum().backward()
+            mark("forward+backward")
+
+        def reset():
+            x.grad = None
+
+        measure("10 chained adds of 64 MiB", p, run, reset)
     elif a.case == "unet":
         net = UNet().to(dev)
         opt = torch.optim.Adam(net.parameters(), 1e-4)
         x, t = torch.rand(4, 3, 128, 128, device=dev), torch.rand(4, 3, 128, 128, device=dev)
 
-        def step():
-            opt.zero_grad(set_to_none=True)
-            F.mse_loss(net(x), t).backward()
+        def run(mark):
+            loss = F.mse_loss(net(x), t)
+            mark("forward")
+            loss.backward()
+            del loss
             opt.step()
+            mark("step")
 
-        step()
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        p.start()
-        step()
-        out("U-Net training step, batch 4, 128x128", "step", p, dev)
+        def reset():
+            opt.zero_grad(set_to_none=True)
+
+        run(lambda phase: None)  # Adam's state exists from here on
+        reset()
+        measure("U-Net training step, batch 4, 128x128", p, run, reset)
     else:
-        raise SystemExit(f"unknown --case {a.case}")
+        raise SystemExit(f"unknown --case {a.case} (adds, unet; gs has no PyTorch twin)")
 
 
 if __name__ == "__main__":

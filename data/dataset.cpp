@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "engine/json.h"
 #include "data/image.h"
 #include "engine/error.h"
 #include "engine/fileio.h"
@@ -142,7 +143,7 @@ Dataset open_dataset(const std::string& dir, const std::string& split, const std
       fs::path meta = d / "meta.json";
       RF_CHECK(fs::exists(meta), meta.string(), " is missing (it holds the depth and defocus units)");
       try {
-        auto j = nlohmann::json::parse(read_file(meta.string()));
+        auto j = parse_json(read_file(meta.string()), meta.string());
         ds.depth_unit_m = j.at("depth_unit_m").get<double>();
         ds.defocus_unit_px = j.at("defocus_unit_px").get<double>();
       } catch (const nlohmann::json::exception& e) {

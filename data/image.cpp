@@ -4,6 +4,7 @@
 #include <stb/stb_image_write.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -13,11 +14,26 @@ extern "C" unsigned char* stbi_zlib_compress(unsigned char* data, int data_len, 
 
 namespace rf {
 
+int64_t max_image_pixels() {
+  const char* env = std::getenv("REFOCUS_MAX_PIXELS");
+  if (!env || !*env) return kDefaultMaxImagePixels;
+  char* end = nullptr;
+  long long v = std::strtoll(env, &end, 10);
+  RF_CHECK(*end == '\0' && v > 0, "REFOCUS_MAX_PIXELS must be a positive whole number of pixels, got '", env, "'");
+  return (int64_t)v;
+}
+
 ImageInfo image_info(const std::string& path) {
   RF_CHECK(file_exists(path), path, ": no such file");
   int w = 0, h = 0, c = 0;
   RF_CHECK(stbi_info(path.c_str(), &w, &h, &c), path, ": not a readable image (", stbi_failure_reason(), ")");
   ImageInfo info{w, h, c, stbi_is_16_bit(path.c_str()) ? 16 : 8};
+  // Checked from the header, before decoding: a few hundred crafted bytes can declare gigapixels.
+  RF_CHECK(w > 0 && h > 0, path, ": the image is empty (", w, "x", h, " pixels)");
+  RF_CHECK(c >= 1 && c <= 4, path, ": the image has ", c, " channels; 1 to 4 are supported");
+  const int64_t limit = max_image_pixels();
+  RF_CHECK((int64_t)w * h <= limit, path, ": the image declares ", w, "x", h, " = ", (int64_t)w * h,
+           " pixels, over the limit of ", limit, " (raise it with REFOCUS_MAX_PIXELS)");
   return info;
 }
 
@@ -31,6 +47,11 @@ Tensor read_image(const std::string& path, int channels) {
   std::vector<float> planar;
   auto to_planar = [&](auto* px, float maxv) {
     RF_CHECK(px, path, ": cannot decode (", stbi_failure_reason(), ")");
+    if (w != info.width || h != info.height || c != info.channels) {  // the file changed under us
+      stbi_image_free(px);
+      throw Error(cat(path, ": decodes to ", w, "x", h, "x", c, " but its header said ", info.width, "x",
+                      info.height, "x", info.channels));
+    }
     planar.resize((size_t)channels * w * h);
     for (int y = 0; y < h; ++y)
       for (int x = 0; x < w; ++x)
@@ -103,6 +124,39 @@ static std::string encode_png16(const std::vector<uint16_t>& px, int w, int h, i
   return out;
 }
 
+// stb's file writers ignore fwrite errors (a full disk leaves a truncated file); encoding to memory and
+// writing through write_file_atomic checks every byte and fsyncs before the rename.
+static void append_bytes(void* context, void* data, int size) {
+  static_cast<std::string*>(context)->append(static_cast<const char*>(data), (size_t)size);
+}
+
+static std::vector<unsigned char> to_interleaved8(const Tensor& img, const std::string& path) {
+  RF_CHECK(img.dim() == 3 && (img.size(0) == 1 || img.size(0) == 3), path,
+           ": expected a [1 or 3, H, W] image, got ", describe(img));
+  int c = (int)img.size(0), h = (int)img.size(1), w = (int)img.size(2);
+  std::vector<float> v = img.to_vector();
+  std::vector<unsigned char> px((size_t)w * h * c);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      for (int k = 0; k < c; ++k) {
+        float f = v[((size_t)k * h + y) * w + x];
+        f = std::isnan(f) ? 0.f : std::fmin(std::fmax(f, 0.f), 1.f);
+        px[((size_t)y * w + x) * c + k] = (unsigned char)std::lround(f * 255.f);
+      }
+  return px;
+}
+
+void write_jpeg(const std::string& path, const Tensor& img_in, int quality) {
+  RF_CHECK(quality >= 1 && quality <= 100, path, ": JPEG quality must be 1 to 100, got ", quality);
+  Tensor img = img_in.dim() == 4 && img_in.size(0) == 1 ? img_in[0] : img_in;
+  std::vector<unsigned char> px = to_interleaved8(img, path);
+  int c = (int)img.size(0), h = (int)img.size(1), w = (int)img.size(2);
+  std::string bytes;
+  RF_CHECK(stbi_write_jpg_to_func(append_bytes, &bytes, w, h, c, px.data(), quality) && !bytes.empty(), path,
+           ": JPEG encoding failed");
+  write_file_atomic(path, bytes);
+}
+
 void write_png(const std::string& path, const Tensor& img_in, int bits) {
   RF_CHECK(bits == 8 || bits == 16, path, ": PNG bit depth must be 8 or 16, got ", bits);
   Tensor img = img_in.dim() == 4 && img_in.size(0) == 1 ? img_in[0] : img_in;
@@ -117,13 +171,11 @@ void write_png(const std::string& path, const Tensor& img_in, int bits) {
     return (uint32_t)std::lround(f * maxv);
   };
   if (bits == 8) {
-    std::vector<unsigned char> px((size_t)w * h * c);
-    for (int y = 0; y < h; ++y)
-      for (int x = 0; x < w; ++x)
-        for (int k = 0; k < c; ++k) px[((size_t)y * w + x) * c + k] = (unsigned char)quant(k, y, x);
-    write_atomic_with(path, [&](const std::string& tmp) {
-      RF_CHECK(stbi_write_png(tmp.c_str(), w, h, c, px.data(), w * c), path, ": cannot write PNG");
-    });
+    std::vector<unsigned char> px = to_interleaved8(img, path);
+    std::string bytes;
+    RF_CHECK(stbi_write_png_to_func(append_bytes, &bytes, w, h, c, px.data(), w * c) && !bytes.empty(), path,
+             ": PNG encoding failed");
+    write_file_atomic(path, bytes);
   } else {
     std::vector<uint16_t> px((size_t)w * h * c);
     for (int y = 0; y < h; ++y)

@@ -12,7 +12,12 @@ struct ImageInfo {
   int bits = 8;
 };
 
-// Header only (no decoding); throws naming the file when it is not a readable image.
+// Images larger than this are refused from their header, before decoding; REFOCUS_MAX_PIXELS overrides.
+constexpr int64_t kDefaultMaxImagePixels = 100'000'000;
+int64_t max_image_pixels();
+
+// Header only (no decoding); throws naming the file when it is not a readable image, is empty (0 pixels)
+// or declares more pixels than max_image_pixels().
 ImageInfo image_info(const std::string& path);
 
 // [channels, H, W] float in [0, 1] on the CPU. channels = 3: gray is replicated and alpha dropped;
@@ -21,5 +26,7 @@ Tensor read_image(const std::string& path, int channels = 3);
 
 // img [C, H, W] (C = 1 or 3) or [1, C, H, W]; values clamped to [0, 1], rounded to 8 or 16 bits.
 void write_png(const std::string& path, const Tensor& img, int bits = 8);
+// Same input; 8-bit JPEG (the synthetic datasets' blurred inputs, like DPDD's).
+void write_jpeg(const std::string& path, const Tensor& img, int quality = 95);
 
 }  // namespace rf

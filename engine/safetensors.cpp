@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/fileio.h"
+#include "engine/json.h"
 
 namespace rf {
 
@@ -57,12 +58,9 @@ SafeTensors load_safetensors(const std::string& path) {
   for (int i = 0; i < 8; ++i) n |= (uint64_t)(unsigned char)bytes[i] << (8 * i);
   RF_CHECK(n <= bytes.size() - 8, path, ": not a safetensors file (header length ", n, " exceeds the file size ",
            bytes.size(), ")");
-  json header;
-  try {
-    header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + (std::ptrdiff_t)n);
-  } catch (const std::exception& e) {
-    throw Error(cat(path, ": the safetensors header is not valid JSON (", e.what(), ")"));
-  }
+  // A header is tensor name -> {dtype, shape, offsets} plus flat metadata: three levels of nesting.
+  json header = parse_json(std::string(bytes.begin() + 8, bytes.begin() + 8 + (std::ptrdiff_t)n),
+                           cat(path, " (its safetensors header)"), 8);
   RF_CHECK(header.is_object(), path, ": the safetensors header is not a JSON object");
   SafeTensors out;
   const size_t data_start = 8 + n, data_size = bytes.size() - data_start;
@@ -76,6 +74,13 @@ SafeTensors load_safetensors(const std::string& path) {
     const json& e = it.value();
     RF_CHECK(e.is_object() && e.contains("dtype") && e.contains("shape") && e.contains("data_offsets"), path,
              ": tensor '", name, "' lacks dtype, shape or data_offsets");
+    RF_CHECK(e["dtype"].is_string() && e["shape"].is_array() && e["data_offsets"].is_array(), path, ": tensor '",
+             name, "' has a malformed dtype, shape or data_offsets entry");
+    for (const json& d : e["shape"])
+      RF_CHECK(d.is_number_integer() && d.get<int64_t>() >= 0, path, ": tensor '", name,
+               "' has a shape entry that is not a non-negative integer: ", d.dump());
+    for (const json& o : e["data_offsets"])
+      RF_CHECK(o.is_number_unsigned(), path, ": tensor '", name, "' has a data offset that is not a non-negative integer");
     std::string dtype = e["dtype"].get<std::string>();
     Shape shape = e["shape"].get<Shape>();
     auto offs = e["data_offsets"].get<std::vector<uint64_t>>();
@@ -85,12 +90,15 @@ SafeTensors load_safetensors(const std::string& path) {
                   : (dtype == "F16" || dtype == "BF16") ? 2 : 0;
     RF_CHECK(elem, path, ": tensor '", name, "' has dtype ", dtype,
              "; refocus reads F32, F64, F16, BF16, I64 and I32 (converted to float32)");
-    int64_t count = shape_numel(shape);
-    RF_CHECK(offs[1] - offs[0] == (uint64_t)count * elem, path, ": tensor '", name, "' of shape ", shape, " and dtype ",
+    uint64_t count = 1;
+    for (int64_t d : shape)
+      RF_CHECK(!__builtin_mul_overflow(count, (uint64_t)d, &count) && count <= data_size, path, ": tensor '", name,
+               "' declares shape ", shape, ", more elements than the file holds");
+    RF_CHECK(offs[1] - offs[0] == count * elem, path, ": tensor '", name, "' of shape ", shape, " and dtype ",
              dtype, " should take ", count * elem, " bytes but takes ", offs[1] - offs[0]);
     const char* src = bytes.data() + data_start + offs[0];
     std::vector<float> v((size_t)count);
-    for (int64_t i = 0; i < count; ++i) {
+    for (uint64_t i = 0; i < count; ++i) {
       if (dtype == "F32") {
         std::memcpy(&v[i], src + 4 * i, 4);
       } else if (dtype == "F64") {

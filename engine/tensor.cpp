@@ -20,7 +20,10 @@ Storage::~Storage() { device_free(device, ptr, bytes); }
 
 int64_t shape_numel(const Shape& s) {
   int64_t n = 1;
-  for (int64_t v : s) n *= v;
+  for (int64_t v : s) {
+    RF_CHECK(v >= 0, "shape ", s, " has a negative size");
+    RF_CHECK(!__builtin_mul_overflow(n, v, &n), "shape ", s, " has more elements than a 64-bit count can hold");
+  }
   return n;
 }
 

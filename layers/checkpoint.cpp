@@ -1,5 +1,6 @@
 #include "layers/checkpoint.h"
 
+#include "engine/json.h"
 #include "engine/safetensors.h"
 
 namespace rf {
@@ -25,11 +26,7 @@ CheckpointInfo parse_checkpoint_info(const std::string& path, const std::map<std
     }
   }
   if (meta.count("config")) {
-    try {
-      info.config = nlohmann::json::parse(get("config"));
-    } catch (const std::exception& e) {
-      throw Error(cat(path, ": the config in the checkpoint metadata is not valid JSON (", e.what(), ")"));
-    }
+    info.config = parse_json(get("config"), cat(path, " (the config in its metadata)"));
   }
   return info;
 }

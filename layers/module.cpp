@@ -1,5 +1,7 @@
 #include "layers/module.h"
 
+#include <cmath>
+
 #include <set>
 
 namespace rf {
@@ -70,6 +72,13 @@ void Module::load_state_dict(const std::map<std::string, Tensor>& sd, bool stric
     }
     RF_CHECK(it->second.shape() == t.shape(), source, ": tensor '", name, "' has shape ", it->second.shape(),
              " but the model expects ", t.shape());
+    // A NaN or infinite weight would only surface as a black output much later: refuse it here, by name.
+    {
+      const std::vector<float> v = it->second.to_vector();
+      for (size_t i = 0; i < v.size(); ++i)
+        RF_CHECK(std::isfinite(v[i]), source, ": tensor '", name, "' holds a non-finite value (", v[i],
+                 ") at element ", i, "; the weights are damaged");
+    }
     Tensor dst = t;
     dst.copy_(it->second);
     used.insert(name);

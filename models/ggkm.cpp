@@ -1,5 +1,7 @@
 #include "models/ggkm.h"
 
+#include "models/config.h"
+
 #include <cmath>
 
 #include "layers/init.h"
@@ -29,20 +31,17 @@ GgkmConfig GgkmConfig::variant_defaults(const std::string& v) {
 }
 
 GgkmConfig GgkmConfig::from_json(const nlohmann::json& j) {
-  GgkmConfig c = variant_defaults(j.value("variant", std::string("ggkm")));
-  auto get = [&](const char* k, auto& v) {
-    if (j.contains(k)) v = j.at(k).get<std::decay_t<decltype(v)>>();
-  };
-  get("groups", c.groups);
-  get("per_group", c.per_group);
-  get("res_blocks", c.res_blocks);
-  get("scales", c.scales);
-  get("official_channel_order", c.official_channel_order);
-  RF_CHECK(c.groups >= 1 && c.groups <= 64, c.variant, " config: groups must be 1..64, got ", c.groups);
-  RF_CHECK(c.per_group >= 1 && c.per_group <= 16, c.variant, " config: per_group must be 1..16, got ", c.per_group);
+  ConfigReader r(j, "ggkm config");
+  std::string variant = "ggkm";
+  r.get("variant", variant, {"gkm", "ggkm", "ggkm+"});
+  GgkmConfig c = variant_defaults(variant);
+  r.get("groups", c.groups, 1, 64);
+  r.get("per_group", c.per_group, 1, 16);
+  r.get("res_blocks", c.res_blocks, 1, 32);
+  r.get("scales", c.scales, 1, 5);
+  r.get("official_channel_order", c.official_channel_order);
+  r.finish();
   RF_CHECK(c.variant != "gkm" || c.per_group == 1, "gkm config: per_group must be 1 (no groups)");
-  RF_CHECK(c.res_blocks >= 1 && c.res_blocks <= 32, c.variant, " config: res_blocks must be 1..32, got ", c.res_blocks);
-  RF_CHECK(c.scales >= 1 && c.scales <= 5, c.variant, " config: scales must be 1..5, got ", c.scales);
   RF_CHECK(!c.official_channel_order || (c.variant == "gkm" && c.groups == 21),
            "official_channel_order is GKMNet's released bank (gkm, 21 Gaussians) only");
   return c;

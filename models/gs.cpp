@@ -1,5 +1,7 @@
 #include "models/gs.h"
 
+#include "models/config.h"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -144,22 +146,21 @@ nlohmann::json GsConfig::to_json() const {
 }
 
 GsConfig GsConfig::from_json(const nlohmann::json& j) {
+  ConfigReader r(j, "gs config");
   GsConfig c;
-  auto get = [&](const char* k, auto& v) {
-    if (j.contains(k)) v = j.at(k).get<std::decay_t<decltype(v)>>();
-  };
-  get("cell", c.cell);
-  get("use_depth", c.use_depth);
-  get("init_width", c.init_width);
-  get("dim", c.dim);
-  get("heads", c.heads);
-  get("blocks", c.blocks);
-  get("ffn_mult", c.ffn_mult);
-  get("window", c.window);
-  get("max_full_tokens", c.max_full_tokens);
-  get("window_beyond", c.window_beyond);
-  get("fit_iters", c.fit_iters);
-  get("residual", c.residual);
+  r.get("cell", c.cell, 2, 2);  // the initializer places one blob per 2x2 cell
+  r.get("use_depth", c.use_depth);
+  r.get("init_width", c.init_width, 4, 512);
+  r.get("dim", c.dim, 8, 1024);
+  r.get("heads", c.heads, 1, 64);
+  r.get("blocks", c.blocks, 0, 64);
+  r.get("ffn_mult", c.ffn_mult, 1, 16);
+  r.get("window", c.window, 0, 1 << 20);
+  r.get("max_full_tokens", c.max_full_tokens, 1, int64_t(1) << 26);
+  r.get("window_beyond", c.window_beyond, 16, 1 << 20);
+  r.get("fit_iters", c.fit_iters, 1, 10'000'000);
+  r.get("residual", c.residual);
+  r.finish();
   RF_CHECK(c.dim % c.heads == 0 && c.dim / c.heads <= 64, "gs config: dim ", c.dim, " must split into ", c.heads,
            " heads of at most 64");
   return c;

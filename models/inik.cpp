@@ -1,5 +1,7 @@
 #include "models/inik.h"
 
+#include "models/config.h"
+
 #include <cmath>
 
 #include "layers/losses.h"
@@ -14,29 +16,20 @@ nlohmann::json InikConfig::to_json() const {
 }
 
 InikConfig InikConfig::from_json(const nlohmann::json& j) {
+  ConfigReader r(j, "inik config");
   InikConfig c;
-  auto get = [&](const char* k, auto& v) {
-    if (j.contains(k)) v = j.at(k).get<std::decay_t<decltype(v)>>();
-  };
-  get("base", c.base);
-  get("res_unet", c.res_unet);
-  get("res_lstm", c.res_lstm);
-  get("bases", c.bases);
-  get("max_kernel", c.max_kernel);
-  get("hidden", c.hidden);
-  get("freq_min", c.freq_min);
-  get("freq_max", c.freq_max);
-  get("bgr", c.bgr);
-  auto range = [](const char* k, int64_t v, int64_t lo, int64_t hi) {
-    RF_CHECK(v >= lo && v <= hi, "inik config: ", k, " must be ", lo, "..", hi, ", got ", v);
-  };
-  range("base", c.base, 1, 512);
-  range("res_unet", c.res_unet, 0, 32);
-  range("res_lstm", c.res_lstm, 0, 32);
-  range("bases", c.bases, 1, 16);
-  range("max_kernel", c.max_kernel, 3, 31);
-  range("hidden", c.hidden, 1, 1024);
+  r.get("base", c.base, 1, 512);
+  r.get("res_unet", c.res_unet, 0, 32);
+  r.get("res_lstm", c.res_lstm, 0, 32);
+  r.get("bases", c.bases, 1, 16);
+  r.get("max_kernel", c.max_kernel, 3, 31);
+  r.get("hidden", c.hidden, 1, 1024);
+  r.get("freq_min", c.freq_min, 0.0, 1000.0);
+  r.get("freq_max", c.freq_max, 0.0, 1000.0);
+  r.get("bgr", c.bgr);
+  r.finish();
   RF_CHECK(c.max_kernel % 2 == 1, "inik config: max_kernel must be odd, got ", c.max_kernel);
+  RF_CHECK(c.freq_min <= c.freq_max, "inik config: freq_min must not exceed freq_max");
   return c;
 }
 

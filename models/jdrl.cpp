@@ -1,5 +1,7 @@
 #include "models/jdrl.h"
 
+#include "models/config.h"
+
 #include <cmath>
 
 #include "layers/init.h"
@@ -98,24 +100,18 @@ nlohmann::json JdrlConfig::to_json() const {
 }
 
 JdrlConfig JdrlConfig::from_json(const nlohmann::json& j) {
+  ConfigReader r(j, "jdrl config");
   JdrlConfig c;
-  auto get = [&](const char* k, auto& v) {
-    if (j.contains(k)) v = j.at(k).get<std::decay_t<decltype(v)>>();
-  };
-  get("backbone", c.backbone);
+  r.get("backbone", c.backbone, {"unet", "restormer"});
   if (c.backbone == "restormer") c.width = 48;
-  get("width", c.width);
-  get("restormer_blocks", c.restormer_blocks);
-  get("restormer_refinement", c.restormer_refinement);
-  get("estimator", c.estimator);
-  get("heads", c.heads);
-  get("points", c.points);
-  RF_CHECK(c.backbone == "unet" || c.backbone == "restormer", "jdrl config: backbone must be unet or restormer, got '",
-           c.backbone, "'");
-  RF_CHECK(c.width >= 1 && c.width <= 1024, "jdrl config: width must be 1..1024, got ", c.width);
-  RF_CHECK(c.restormer_blocks.size() == 4, "jdrl config: restormer_blocks needs 4 entries");
-  RF_CHECK(c.heads >= 1 && kReblurSeeds % c.heads == 0, "jdrl config: heads must divide 35, got ", c.heads);
-  RF_CHECK(c.points >= 1 && c.points <= 16, "jdrl config: points must be 1..16, got ", c.points);
+  r.get("width", c.width, 1, 1024);
+  r.get("restormer_blocks", c.restormer_blocks, 4, 1, 64);
+  r.get("restormer_refinement", c.restormer_refinement, 0, 64);
+  r.get("estimator", c.estimator);
+  r.get("heads", c.heads, 1, kReblurSeeds);
+  r.get("points", c.points, 1, 16);
+  r.finish();
+  RF_CHECK(kReblurSeeds % c.heads == 0, "jdrl config: heads must divide 35, got ", c.heads);
   return c;
 }
 

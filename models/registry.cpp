@@ -2,6 +2,7 @@
 
 #include "engine/safetensors.h"
 #include "layers/checkpoint.h"
+#include "models/config.h"
 #include "models/ggkm.h"
 #include "models/gs.h"
 #include "models/inik.h"
@@ -47,10 +48,19 @@ const std::vector<ModelEntry>& model_entries() {
        [](const nlohmann::json& c) -> std::unique_ptr<Model> { return std::make_unique<JdrlModel>(JdrlConfig::from_json(c)); },
        nullptr},
       {"jdrl_reblur", "paper 004's reblurring module alone (JDRL's Reblur_Model, released names; inputs im_s, im_b)",
-       [](const nlohmann::json&) -> std::unique_ptr<Model> { return std::make_unique<JdrlReblurModel>(); },
+       [](const nlohmann::json& c) -> std::unique_ptr<Model> {
+         ConfigReader(c, "jdrl_reblur config").finish();  // nothing to configure
+         return std::make_unique<JdrlReblurModel>();
+       },
        jdrl_reblur_config_from_official},
       {"jdrl_unet", "paper 004's conference backbone alone (JDRL's VGG_Deblur, released names; input im_b)",
-       [](const nlohmann::json& c) -> std::unique_ptr<Model> { return std::make_unique<JdrlUnetModel>(c.value("width", (int64_t)64)); },
+       [](const nlohmann::json& c) -> std::unique_ptr<Model> {
+         ConfigReader r(c, "jdrl_unet config");
+         int64_t width = 64;
+         r.get("width", width, 1, 1024);
+         r.finish();
+         return std::make_unique<JdrlUnetModel>(width);
+       },
        jdrl_unet_config_from_official},
       {"gs_initializer", "paper 000, gs's initializer alone (for forward): a U-Net placing one blob per 2x2 cell",
        [](const nlohmann::json& c) -> std::unique_ptr<Model> { return std::make_unique<GsInitializer>(GsConfig::from_json(c)); },

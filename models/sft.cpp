@@ -1,5 +1,7 @@
 #include "models/sft.h"
 
+#include "models/config.h"
+
 #include <cmath>
 
 #include "layers/init.h"
@@ -14,28 +16,16 @@ nlohmann::json SftConfig::to_json() const {
 }
 
 SftConfig SftConfig::from_json(const nlohmann::json& j) {
+  ConfigReader r(j, "sft config");
   SftConfig c;
-  auto get = [&](const char* k, auto& v) {
-    if (j.contains(k)) v = j.at(k).get<std::decay_t<decltype(v)>>();
-  };
-  get("map_width", c.map_width);
-  get("map_blocks", c.map_blocks);
-  get("cond_width", c.cond_width);
-  get("width", c.width);
-  get("blocks", c.blocks);
-  get("modulation", c.modulation);
-  get("map_unit_px", c.map_unit_px);
-  auto range = [](const char* k, int64_t v, int64_t lo, int64_t hi) {
-    RF_CHECK(v >= lo && v <= hi, "sft config: ", k, " must be ", lo, "..", hi, ", got ", v);
-  };
-  range("map_width", c.map_width, 1, 1024);
-  range("map_blocks", c.map_blocks, 0, 64);
-  range("cond_width", c.cond_width, 1, 1024);
-  range("width", c.width, 1, 1024);
-  range("blocks", c.blocks, 1, 128);
-  RF_CHECK(c.modulation == "sft_dec" || c.modulation == "sft" || c.modulation == "concat",
-           "sft config: modulation must be sft_dec, sft or concat, got '", c.modulation, "'");
-  RF_CHECK(std::isfinite(c.map_unit_px) && c.map_unit_px > 0, "sft config: map_unit_px must be positive");
+  r.get("map_width", c.map_width, 1, 1024);
+  r.get("map_blocks", c.map_blocks, 0, 64);
+  r.get("cond_width", c.cond_width, 1, 1024);
+  r.get("width", c.width, 1, 1024);
+  r.get("blocks", c.blocks, 1, 128);
+  r.get("modulation", c.modulation, {"sft_dec", "sft", "concat"});
+  r.get("map_unit_px", c.map_unit_px, 1e-6, 1e6);
+  r.finish();
   return c;
 }
 

@@ -78,26 +78,43 @@ static double reduce_part(const ReduceIndexer& ix, const float* base, int64_t r0
   return acc;
 }
 
-// The innermost input dim is kept (e.g. [N, C] -> [C]): whole rows of outputs are added at once, so the
-// loop runs along contiguous memory for many outputs together; each output still sums in reduced-index order.
+// The innermost input dim is kept (e.g. [N, C] -> [C]): whole rows of outputs are added at once, so the loop
+// runs along contiguous memory for many outputs together. Each output is summed in float over fixed chunks of
+// 256 reduced indices, in order, and the chunk sums in double, in chunk order. A task is (group of outputs,
+// block of <= 4096 columns, chunk), so long reductions with few outputs still spread over the threads and read
+// memory contiguously; the tasks are set by the shape alone, so any thread count gives the same bits.
 static void reduce_kept_inner(const ReduceIndexer& ix, const float* x, float* out, float scale) {
+  constexpr int64_t kCols = 4096, kChunk = 256;
   const int64_t run = ix.ksize[ix.nk - 1], groups = ix.nout / run;
-  constexpr int64_t kBlock = 512;  // outputs per task
-  const int64_t blocks = (run + kBlock - 1) / kBlock;
+  const int64_t cblocks = (run + kCols - 1) / kCols, chunks = (ix.nred + kChunk - 1) / kChunk;
+  // One chunk: the float sums are the outputs. More: they go to part[(group * chunks + chunk) * run + column].
+  std::vector<float> part(chunks > 1 ? (size_t)(ix.nout * chunks) : 0);
 #pragma omp parallel for if (ix.nout * ix.nred > (1 << 15))
-  for (int64_t t = 0; t < groups * blocks; ++t) {
-    const int64_t gi = t / blocks, o0 = (t % blocks) * kBlock, n = std::min(kBlock, run - o0);
+  for (int64_t t = 0; t < groups * cblocks * chunks; ++t) {
+    const int64_t c = t % chunks, cb = (t / chunks) % cblocks, gi = t / (chunks * cblocks);
+    const int64_t o0 = cb * kCols, n = std::min(kCols, run - o0);
     const float* base = x + decompose(ix.nk - 1, ix.ksize, ix.kstride, gi) + o0;
-    double total[kBlock];
-    float part[kBlock];
+    float acc[kCols];
+    std::fill(acc, acc + n, 0.f);
+    for (int64_t r = c * kChunk; r < std::min(ix.nred, (c + 1) * kChunk); ++r) {
+      const float* row = base + (ix.nr == 1 ? r * ix.rstride[0] : decompose(ix.nr, ix.rsize, ix.rstride, r));
+      for (int64_t j = 0; j < n; ++j) acc[j] += row[j];
+    }
+    if (chunks == 1) {
+      for (int64_t j = 0; j < n; ++j) out[gi * run + o0 + j] = (float)((double)acc[j] * scale);
+    } else {
+      std::copy(acc, acc + n, part.data() + (gi * chunks + c) * run + o0);
+    }
+  }
+  if (chunks == 1) return;
+#pragma omp parallel for if (ix.nout * chunks > (1 << 15))
+  for (int64_t t = 0; t < groups * cblocks; ++t) {
+    const int64_t cb = t % cblocks, gi = t / cblocks, o0 = cb * kCols, n = std::min(kCols, run - o0);
+    double total[kCols];
     std::fill(total, total + n, 0.0);
-    for (int64_t r0 = 0; r0 < ix.nred; r0 += 256) {  // float over 256 rows, double across
-      std::fill(part, part + n, 0.f);
-      for (int64_t r = r0; r < std::min(ix.nred, r0 + 256); ++r) {
-        const float* row = base + (ix.nr == 1 ? r * ix.rstride[0] : decompose(ix.nr, ix.rsize, ix.rstride, r));
-        for (int64_t j = 0; j < n; ++j) part[j] += row[j];
-      }
-      for (int64_t j = 0; j < n; ++j) total[j] += part[j];
+    for (int64_t c = 0; c < chunks; ++c) {
+      const float* p = part.data() + (gi * chunks + c) * run + o0;
+      for (int64_t j = 0; j < n; ++j) total[j] += p[j];
     }
     for (int64_t j = 0; j < n; ++j) out[gi * run + o0 + j] = (float)(total[j] * scale);
   }

@@ -151,7 +151,7 @@ TEST_CASE("trainer options are parsed strictly") {
   CHECK(r.err.find("option --iters must be between 0 and") != std::string::npos);
   r = train({d / "data", "--out", d / "run2", "--lr", "nan"}, d / "err.txt");
   CHECK(r.code == 1);
-  CHECK(r.err.find("option --lr must be a positive number") != std::string::npos);
+  CHECK(r.err.find("option --lr must be between") != std::string::npos);
   r = train({d / "data", "--out", d / "run3", "--recipe", "tpu"}, d / "err.txt");
   CHECK(r.code == 1);
   CHECK(r.err.find("--recipe must be cpu or gpu") != std::string::npos);

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <exception>
 
@@ -55,7 +56,7 @@ std::string Args::required(const std::string& name) const {
   return it->second;
 }
 
-int64_t Args::integer(const std::string& name, int64_t fallback) const {
+int64_t Args::parse_integer(const std::string& name, int64_t fallback) const {
   std::string v = str(name, "");
   if (v.empty()) return fallback;
   try {
@@ -68,12 +69,19 @@ int64_t Args::integer(const std::string& name, int64_t fallback) const {
 }
 
 int64_t Args::integer(const std::string& name, int64_t fallback, int64_t lo, int64_t hi) const {
-  int64_t v = integer(name, fallback);
+  int64_t v = parse_integer(name, fallback);
   RF_CHECK(v >= lo && v <= hi, "option ", name, " must be between ", lo, " and ", hi, ", got ", v);
   return v;
 }
 
-double Args::number(const std::string& name, double fallback) const {
+double Args::number(const std::string& name, double fallback, double lo, double hi) const {
+  double v = parse_number(name, fallback);
+  RF_CHECK(std::isfinite(v) && v >= lo && v <= hi, "option ", name, " must be between ", lo, " and ", hi, ", got ",
+           str(name, cat(fallback)));
+  return v;
+}
+
+double Args::parse_number(const std::string& name, double fallback) const {
   std::string v = str(name, "");
   if (v.empty()) return fallback;
   try {

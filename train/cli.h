@@ -17,10 +17,10 @@ class Args {
   Args(int argc, char** argv, std::string usage, std::set<std::string> switches = {});
   std::string str(const std::string& name, const std::string& fallback) const;
   std::string required(const std::string& name) const;
-  int64_t integer(const std::string& name, int64_t fallback) const;
-  // The same, refusing values outside [lo, hi] with a sentence naming the flag.
+  // Numbers are parsed whole ("12x" and "1e400" are errors) and must lie in [lo, hi] (NaN and infinities
+  // are refused); the error names the flag.
   int64_t integer(const std::string& name, int64_t fallback, int64_t lo, int64_t hi) const;
-  double number(const std::string& name, double fallback) const;
+  double number(const std::string& name, double fallback, double lo, double hi) const;
   bool flag(const std::string& name) const;
   bool has(const std::string& name) const;
   const std::vector<std::string>& positional() const { return positional_; }
@@ -29,6 +29,8 @@ class Args {
   const std::string& usage() const { return usage_; }
 
  private:
+  int64_t parse_integer(const std::string& name, int64_t fallback) const;
+  double parse_number(const std::string& name, double fallback) const;
   std::string usage_;
   std::map<std::string, std::string> values_;
   std::vector<std::string> positional_;

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "engine/json.h"
 #include "engine/error.h"
 #include "engine/fileio.h"
 #include "train/cli.h"
@@ -32,7 +33,7 @@ void RunDir::load_log(int64_t keep_below) {
   while (std::getline(in, line)) {
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(line);
+      j = parse_json(line, file("log.jsonl"));
     } catch (...) {  // a line cut short by a kill: drop it
       continue;
     }
@@ -57,20 +58,12 @@ void RunDir::rewind(int64_t global_step) {
 void RunDir::save_config(const nlohmann::json& cfg) const { write_file_atomic(file("config.json"), cfg.dump(2) + "\n"); }
 
 nlohmann::json RunDir::load_config() const {
-  try {
-    return nlohmann::json::parse(read_file(file("config.json")));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(cat(file("config.json"), ": not valid JSON (", e.what(), ")"));
-  }
+  return parse_json(read_file(file("config.json")), file("config.json"));
 }
 
 nlohmann::json RunDir::state() const {
   if (!file_exists(file("state.json"))) return nlohmann::json::object();
-  try {
-    return nlohmann::json::parse(read_file(file("state.json")));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(cat(file("state.json"), ": not valid JSON (", e.what(), ")"));
-  }
+  return parse_json(read_file(file("state.json")), file("state.json"));
 }
 
 void RunDir::save_state(const nlohmann::json& s) const { write_file_atomic(file("state.json"), s.dump(2) + "\n"); }

@@ -1,3 +1,4 @@
+#include "engine/json.h"
 #include "train/trainer.h"
 
 #include <cmath>
@@ -121,9 +122,7 @@ nlohmann::json flags_given(const Recipe& r, const Args& a) {
   nlohmann::json g = nlohmann::json::object();
   auto integer = [&](const char* flag, const char* key, int64_t lo, int64_t hi) {
     if (!a.has(flag)) return;
-    int64_t v = a.integer(flag, 0);
-    RF_CHECK(v >= lo && v <= hi, "option ", flag, " must be between ", lo, " and ", hi, ", got ", v);
-    g[key] = v;
+    g[key] = a.integer(flag, 0, lo, hi);
   };
   integer("--iters", "iters", 0, 1000000000);
   integer("--batch", "batch", 1, 4096);
@@ -136,8 +135,8 @@ nlohmann::json flags_given(const Recipe& r, const Args& a) {
   integer("--log-every", "log_every", 1, 1000000000);
   integer("--limit", "limit", 0, 1000000000);
   if (a.has("--lr")) {
-    double lr = a.number("--lr", 0);
-    RF_CHECK(std::isfinite(lr) && lr > 0 && lr < 10, "option --lr must be a positive number below 10, got ", lr);
+    double lr = a.number("--lr", 0, 0, 10);
+    RF_CHECK(lr > 0, "option --lr must be a positive number, got ", lr);
     g["lr"] = lr;
   }
   if (a.has("--layout")) g["layout"] = a.str("--layout", "auto");
@@ -147,15 +146,9 @@ nlohmann::json flags_given(const Recipe& r, const Args& a) {
     if (f.default_value.is_boolean()) {
       net[f.key] = a.flag(f.flag);
     } else if (f.default_value.is_number_integer()) {
-      int64_t v = a.integer(f.flag, 0);
-      RF_CHECK(v >= f.min && v <= f.max, "option ", f.flag, " must be between ", (int64_t)f.min, " and ", (int64_t)f.max,
-               ", got ", v);
-      net[f.key] = v;
+      net[f.key] = a.integer(f.flag, 0, (int64_t)f.min, (int64_t)f.max);
     } else if (f.default_value.is_number()) {
-      double v = a.number(f.flag, 0);
-      RF_CHECK(std::isfinite(v) && v >= f.min && v <= f.max, "option ", f.flag, " must be between ", f.min, " and ",
-               f.max, ", got ", v);
-      net[f.key] = v;
+      net[f.key] = a.number(f.flag, 0, f.min, f.max);
     } else {
       net[f.key] = a.str(f.flag, "");
     }
@@ -403,11 +396,7 @@ int train_main(const Recipe& r, int argc, char** argv) {
       ctx.opt = defaults(r, recipe);
       nlohmann::json file_cfg;
       if (!config_file.empty()) {
-        try {
-          file_cfg = nlohmann::json::parse(read_file(config_file));
-        } catch (const nlohmann::json::exception& e) {
-          throw Error(cat(config_file, ": not valid JSON (", e.what(), ")"));
-        }
+        file_cfg = parse_json(read_file(config_file), config_file);
         RF_CHECK(file_cfg.is_object(), config_file, ": expected a JSON object with \"model\" and/or \"train\"");
         if (file_cfg.contains("train")) apply(ctx.opt, file_cfg["train"], config_file);
       }

@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
     std::string in = a.positional()[0], out = a.positional()[1];
     std::string depth = a.str("--depth", ""), defocus = a.str("--defocus", "");
     std::string name = a.required("--model"), weights = a.required("--weights");
-    int bits = (int)a.integer("--bits", 8);
+    int bits = (int)a.integer("--bits", 8, 8, 16);
     RF_CHECK(bits == 8 || bits == 16, "option --bits must be 8 or 16, got ", bits);
     InferenceOptions io;
     io.tile = a.integer("--tile", io.tile, 0, 1 << 20);

@@ -25,8 +25,9 @@ int main(int argc, char** argv) {
     o.split = a.str("--split", o.split);
     o.layout = a.str("--layout", o.layout);
     o.out = a.str("--out", o.out);
-    o.bits = (int)a.integer("--bits", o.align ? 16 : 8);
-    o.crop_multiple = a.integer("--crop-multiple", 0);
+    o.bits = (int)a.integer("--bits", o.align ? 16 : 8, 0, 16);
+    RF_CHECK(o.bits == 0 || o.bits == 8 || o.bits == 16, "option --bits must be 0, 8 or 16, got ", o.bits);
+    o.crop_multiple = a.integer("--crop-multiple", 0, 0, 4096);
     o.align = a.flag("--align");
     o.warp_gt = a.flag("--warp-gt");
     if (o.align && !a.has("--bits")) o.bits = 16;

@@ -2,6 +2,7 @@
 // check refocus against another implementation that holds the same weights (e.g. a PyTorch twin).
 #include <cstdio>
 
+#include "engine/json.h"
 #include "engine/fileio.h"
 #include "engine/autograd.h"
 #include "engine/safetensors.h"
@@ -26,11 +27,7 @@ int main(int argc, char** argv) {
     a.check_all_used();
     nlohmann::json cfg = nlohmann::json::object();
     if (!config.empty()) {
-      try {
-        cfg = nlohmann::json::parse(read_file(config));
-      } catch (const nlohmann::json::exception& e) {
-        throw Error(cat(config, ": not valid JSON (", e.what(), ")"));
-      }
+      cfg = parse_json(read_file(config), config);
     }
     auto model = load_model(weights, name, dev, cfg);
     SafeTensors in = load_safetensors(a.positional()[0]);

@@ -23,10 +23,10 @@ int main(int argc, char** argv) {
     RF_CHECK(a.positional().size() == 1, "give exactly one IMAGE\n", kUsage);
     std::string path = a.positional()[0], out = a.required("--out");
     FitOptions o;
-    o.iters = (int)a.integer("--iters", o.iters);
-    o.lr = (float)a.number("--lr", o.lr);
+    o.iters = (int)a.integer("--iters", o.iters, 1, 10'000'000);
+    o.lr = (float)a.number("--lr", o.lr, 1e-9, 10.0);
     o.verbose = !a.flag("--quiet");
-    int64_t cell = a.integer("--cell", 2), crop = a.integer("--crop", 0);
+    int64_t cell = a.integer("--cell", 2, 1, 4096), crop = a.integer("--crop", 0, 0, 1 << 20);
     std::string depth_path = a.str("--depth", "");
     Device dev = select_device(a.str("--device", "auto"), o.verbose);
     a.check_all_used();

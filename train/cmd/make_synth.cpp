@@ -1,7 +1,6 @@
 // make_synth: write a synthetic defocus dataset (see data/synth.h).
-#include <stb/stb_image_write.h>
-
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <vector>
@@ -24,40 +23,33 @@ static const char* kUsage =
 
 constexpr double kDepthUnitM = 0.001, kDefocusUnitPx = 1.0 / 256.0;
 
-static void write_jpg(const std::string& path, const Tensor& img) {
-  int h = (int)img.size(1), w = (int)img.size(2);
-  std::vector<float> v = img.to_vector();
-  std::vector<unsigned char> px((size_t)w * h * 3);
-  for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x)
-      for (int c = 0; c < 3; ++c)
-        px[((size_t)y * w + x) * 3 + c] =
-            (unsigned char)std::lround(std::fmin(std::fmax(v[((size_t)c * h + y) * w + x], 0.f), 1.f) * 255.f);
-  write_atomic_with(path, [&](const std::string& tmp) {
-    RF_CHECK(stbi_write_jpg(tmp.c_str(), w, h, 3, px.data(), 95), path, ": cannot write JPEG");
-  });
-}
-
 int main(int argc, char** argv) {
   return run_main("make_synth", [&] {
     Args args(argc, argv, kUsage, {"--misalign"});
     std::string out = args.required("--out");
-    int64_t n = args.integer("--n", 0);
-    RF_CHECK(n > 0, "--n must be a positive number of pairs");
+    int64_t n = args.integer("--n", 0, 1, 10'000'000);
     SynthOptions opt;
     std::string size = args.str("--size", "512x512");
-    RF_CHECK(std::sscanf(size.c_str(), "%ldx%ld", &opt.height, &opt.width) == 2, "--size expects HxW, got '", size, "'");
-    opt.seed = (uint64_t)args.integer("--seed", 0);
+    char rest = 0;
+    RF_CHECK(std::sscanf(size.c_str(), "%ldx%ld%c", &opt.height, &opt.width, &rest) == 2 && opt.height >= 16 &&
+                 opt.width >= 16 && opt.height <= 16384 && opt.width <= 16384,
+             "option --size expects HxW with both between 16 and 16384, got '", size, "'");
+    opt.seed = (uint64_t)args.integer("--seed", 0, 0, INT64_MAX);
     opt.misalign = args.flag("--misalign");
-    opt.planes = (int)args.integer("--planes", opt.planes);
-    opt.noise = (float)args.number("--noise", 1.0);
+    opt.planes = (int)args.integer("--planes", opt.planes, 1, 64);
+    opt.noise = (float)args.number("--noise", 1.0, 0.0, 100.0);
     std::string coc = args.str("--max-coc", "");
     if (!coc.empty())
-      RF_CHECK(std::sscanf(coc.c_str(), "%f,%f", &opt.max_coc_lo, &opt.max_coc_hi) == 2 && opt.max_coc_lo <= opt.max_coc_hi,
+      RF_CHECK(std::sscanf(coc.c_str(), "%f,%f%c", &opt.max_coc_lo, &opt.max_coc_hi, &rest) == 2 &&
+                   std::isfinite(opt.max_coc_lo) && std::isfinite(opt.max_coc_hi) && opt.max_coc_lo >= 0 &&
+                   opt.max_coc_lo <= opt.max_coc_hi && opt.max_coc_hi <= 200,
                "--max-coc expects LO,HI in pixels at 1680 px width, got '", coc, "'");
     std::string split = args.str("--split", "train"), layout = args.str("--layout", "dpdd");
-    int bits = (int)args.integer("--bits", 8);
-    RF_CHECK(bits == 8 || bits == 16, "--bits must be 8 or 16");
+    int bits = (int)args.integer("--bits", 8, 8, 16);
+    RF_CHECK(bits == 8 || bits == 16, "option --bits must be 8 or 16, got ", bits);
+    // The split names a sub-folder of --out: a plain name, never a path that could leave it.
+    RF_CHECK(!split.empty() && split.find_first_of("/\\") == std::string::npos && split != "." && split != "..",
+             "option --split must be a plain folder name such as train, val or test, got '", split, "'");
     RF_CHECK(layout == "dpdd" || layout == "sdd" || layout == "ded", "--layout must be dpdd, sdd or ded, got '", layout, "'");
     args.check_all_used();
 
@@ -99,8 +91,8 @@ int main(int argc, char** argv) {
         if (layout == "ded") {  // one scene per image: image/<scene>/image_0.jpg, sharp/<scene>/0_0.jpg
           std::string scene = cat("scene_", split, "_", i);
           for (const char* d : {"/image/", "/sharp/", "/filtered/"}) make_dirs(out + d + scene);
-          write_jpg(out + "/image/" + scene + "/image_0.jpg", s.source);
-          write_jpg(out + "/sharp/" + scene + "/0_0.jpg", s.target);
+          write_jpeg(out + "/image/" + scene + "/image_0.jpg", s.source);
+          write_jpeg(out + "/sharp/" + scene + "/0_0.jpg", s.target);
           write_png(out + "/filtered/" + scene + "/defocus_filterd_0.png",
                     s.defocus * (float)(1.0 / (kDefocusUnitPx * 65535.0)), 16);
         }
