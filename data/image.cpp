@@ -23,18 +23,83 @@ int64_t max_image_pixels() {
   return (int64_t)v;
 }
 
+// The format a file's first bytes announce (stb's own message is the last reader's complaint, e.g. a damaged
+// JPEG reports "bad png sig"), and for PNG the size its IHDR declares: stb refuses huge PNGs before saying why.
+namespace {
+struct Sniffed {
+  std::string format;  // "" when the bytes match no format refocus reads
+  int64_t png_width = -1, png_height = -1;
+};
+
+Sniffed sniff(const std::string& path) {
+  Sniffed s;
+  unsigned char b[24] = {};
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return s;
+  const size_t n = std::fread(b, 1, sizeof b, f);
+  std::fclose(f);
+  auto starts = [&](const char* magic, size_t len) { return n >= len && std::memcmp(b, magic, len) == 0; };
+  if (starts("\x89PNG\r\n\x1a\n", 8)) {
+    s.format = "PNG";
+    if (n >= 24 && std::memcmp(b + 12, "IHDR", 4) == 0) {
+      auto be32 = [&](int o) { return (int64_t)b[o] << 24 | (int64_t)b[o + 1] << 16 | (int64_t)b[o + 2] << 8 | b[o + 3]; };
+      s.png_width = be32(16);
+      s.png_height = be32(20);
+    }
+  } else if (starts("\xff\xd8", 2)) {
+    s.format = "JPEG";
+  } else if (starts("BM", 2)) {
+    s.format = "BMP";
+  } else if (starts("GIF8", 4)) {
+    s.format = "GIF";
+  } else if (starts("8BPS", 4)) {
+    s.format = "PSD";
+  } else if (starts("#?RADIANCE", 10) || starts("#?RGBE", 6)) {
+    s.format = "HDR";
+  } else if (n >= 2 && b[0] == 'P' && b[1] >= '1' && b[1] <= '7') {
+    s.format = "PNM";
+  } else if (path.size() >= 4 && (path.compare(path.size() - 4, 4, ".tga") == 0 || path.compare(path.size() - 4, 4, ".TGA") == 0)) {
+    s.format = "TGA";  // TGA has no magic bytes
+  }
+  return s;
+}
+}  // namespace
+
 ImageInfo image_info(const std::string& path) {
   RF_CHECK(file_exists(path), path, ": no such file");
+  RF_CHECK(!is_folder(path), path, " is a folder, not an image");
+  const int64_t limit = max_image_pixels();
   int w = 0, h = 0, c = 0;
-  RF_CHECK(stbi_info(path.c_str(), &w, &h, &c), path, ": not a readable image (", stbi_failure_reason(), ")");
+  if (!stbi_info(path.c_str(), &w, &h, &c)) {
+    const Sniffed s = sniff(path);
+    RF_CHECK(!s.format.empty(), path, ": not an image refocus can read (its first bytes are none of PNG, JPEG, BMP, ",
+             "GIF, TGA, PNM, HDR or PSD)");
+    if (s.png_width >= 0) {
+      RF_CHECK(s.png_width > 0 && s.png_height > 0, path, ": the image is empty (", s.png_width, "x", s.png_height,
+               " pixels)");
+      RF_CHECK(s.png_width * s.png_height <= limit, path, ": the image declares ", s.png_width, "x", s.png_height,
+               " = ", s.png_width * s.png_height, " pixels, over the limit of ", limit, " (raise it with REFOCUS_MAX_PIXELS)");
+    }
+    throw Error(cat(path, ": a damaged or truncated ", s.format, " file (its header cannot be read)"));
+  }
   ImageInfo info{w, h, c, stbi_is_16_bit(path.c_str()) ? 16 : 8};
   // Checked from the header, before decoding: a few hundred crafted bytes can declare gigapixels.
   RF_CHECK(w > 0 && h > 0, path, ": the image is empty (", w, "x", h, " pixels)");
   RF_CHECK(c >= 1 && c <= 4, path, ": the image has ", c, " channels; 1 to 4 are supported");
-  const int64_t limit = max_image_pixels();
   RF_CHECK((int64_t)w * h <= limit, path, ": the image declares ", w, "x", h, " = ", (int64_t)w * h,
            " pixels, over the limit of ", limit, " (raise it with REFOCUS_MAX_PIXELS)");
   return info;
+}
+
+bool has_positive(const Tensor& map) {
+  for (float v : map.to_vector())
+    if (v > 0.f) return true;
+  return false;
+}
+
+void check_min_image_size(const Tensor& img, const std::string& path, const std::string& who) {
+  RF_CHECK(img.size(-2) >= kMinImageSide && img.size(-1) >= kMinImageSide, path, " is ", img.size(-1), "x", img.size(-2),
+           "; ", who, " needs images of at least ", kMinImageSide, "x", kMinImageSide, " pixels");
 }
 
 Tensor read_image(const std::string& path, int channels) {
@@ -46,7 +111,11 @@ Tensor read_image(const std::string& path, int channels) {
   int w = 0, h = 0, c = 0;
   std::vector<float> planar;
   auto to_planar = [&](auto* px, float maxv) {
-    RF_CHECK(px, path, ": cannot decode (", stbi_failure_reason(), ")");
+    if (!px) {
+      const std::string format = sniff(path).format;
+      throw Error(cat(path, ": a damaged or truncated ", format.empty() ? std::string("image") : format,
+                      " file (its pixel data cannot be decoded)"));
+    }
     if (w != info.width || h != info.height || c != info.channels) {  // the file changed under us
       stbi_image_free(px);
       throw Error(cat(path, ": decodes to ", w, "x", h, "x", c, " but its header said ", info.width, "x",

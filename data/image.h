@@ -16,6 +16,14 @@ struct ImageInfo {
 constexpr int64_t kDefaultMaxImagePixels = 100'000'000;
 int64_t max_image_pixels();
 
+// The smallest image the programs take (the SSIM windows and the networks' downsampling need some room).
+constexpr int64_t kMinImageSide = 16;
+// Throws "PATH is WxH; WHO needs images of at least 16x16 pixels" for img [C, H, W] smaller than that.
+void check_min_image_size(const Tensor& img, const std::string& path, const std::string& who);
+
+// Whether any value of a map is above zero (an all-zero depth map carries no depth).
+bool has_positive(const Tensor& map);
+
 // Header only (no decoding); throws naming the file when it is not a readable image, is empty (0 pixels)
 // or declares more pixels than max_image_pixels().
 ImageInfo image_info(const std::string& path);

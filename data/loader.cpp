@@ -14,9 +14,14 @@ LoadedSample load_sample(const Dataset& ds, size_t i) {
   const Sample& s = ds.samples[i];
   LoadedSample out;
   out.input = read_image(s.input, 3);
-  if (!s.target.empty()) out.target = read_image(s.target, 3);
+  if (!s.target.empty()) {
+    out.target = read_image(s.target, 3);
+    RF_CHECK(out.target.shape() == out.input.shape(), s.target, " is ", out.target.size(2), "x", out.target.size(1),
+             " but its input ", s.input, " is ", out.input.size(2), "x", out.input.size(1));
+  }
   if (!s.depth.empty()) {
     out.depth = read_image(s.depth, 1);
+    RF_CHECK(has_positive(out.depth), s.depth, ": the depth map is all zeros (no depth to use)");
     if (ds.depth_unit_m > 0) out.depth = out.depth * (float)(65535.0 * ds.depth_unit_m);
   }
   if (!s.defocus.empty()) {

@@ -14,6 +14,7 @@
 namespace rf {
 
 std::string read_file(const std::string& path) {
+  RF_CHECK(!is_folder(path), path, " is a folder, not a file");
   std::ifstream f(path, std::ios::binary);
   RF_CHECK(f, path, ": cannot open for reading (", std::strerror(errno), ")");
   std::ostringstream s;
@@ -54,6 +55,11 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
 }
 
 bool file_exists(const std::string& path) { return std::filesystem::exists(path); }
+
+bool is_folder(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::is_directory(path, ec);
+}
 
 void make_dirs(const std::string& path) {
   std::error_code ec;

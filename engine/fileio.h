@@ -12,6 +12,7 @@ void write_file_atomic(const std::string& path, const std::string& bytes);
 // in the same folder; it is renamed to `path` only if `write` returns without throwing.
 void write_atomic_with(const std::string& path, const std::function<void(const std::string& tmp_path)>& write);
 bool file_exists(const std::string& path);
+bool is_folder(const std::string& path);  // false when it does not exist
 void make_dirs(const std::string& path);
 
 }  // namespace rf

@@ -67,6 +67,7 @@ SafeTensors load_safetensors(const std::string& path) {
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& name = it.key();
     if (name == "__metadata__") {
+      RF_CHECK(it.value().is_object(), path, ": the safetensors __metadata__ is not a JSON object of strings");
       for (auto m = it.value().begin(); m != it.value().end(); ++m)
         out.metadata[m.key()] = m.value().is_string() ? m.value().get<std::string>() : m.value().dump();
       continue;

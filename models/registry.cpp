@@ -105,7 +105,12 @@ std::unique_ptr<Model> load_model(const std::string& path, const std::string& ex
     CheckpointInfo info = parse_checkpoint_info(path, st.metadata);
     if (!info.config.is_null()) cfg = info.config;
   }
-  std::unique_ptr<Model> m = make_model(name, cfg);
+  std::unique_ptr<Model> m;
+  try {
+    m = make_model(name, cfg);
+  } catch (const Error& e) {  // a config error says which file it came from
+    throw Error(cat(path, ": ", e.what()));
+  }
   m->load_state_dict(st.tensors, true, path);
   m->to(d);
   m->eval();

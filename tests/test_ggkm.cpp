@@ -53,7 +53,7 @@ BankPlan small_grouped_plan() {
 
 TEST_SUITE("ggkm") {
 
-TEST_CASE("kernel bank: separable passes equal the dense kernels; gradients; CUDA parity") {
+TEST_CASE("kernel bank: separable passes equal the dense kernels, gradients, CUDA parity") {
   // GKMNet's 22 kernels on every colour (no weights).
   KernelBank bank = gkm_bank();
   CHECK(bank.taps.size() == 22);

@@ -128,7 +128,7 @@ TEST_CASE("initializer: one blob per 2x2 cell, trainable through the rasterizer"
   CHECK_THROWS_WITH_AS(init.forward(img, Tensor()), doctest::Contains("configured with depth"), Error);
 }
 
-TEST_CASE("fitting reproduces an image; L_reg follows Eq. 14; blob files round trip") {
+TEST_CASE("fitting reproduces an image, L_reg follows Eq. 14, blob files round trip") {
   Tensor img = rasterize(random_blobs(40, 48, 48, 27, 1.f, 5.f), 48, 48) * 0.5f + 0.25f;
   FitParams init = analytic_init(img, 2);
   CHECK(init.size() == 24 * 24);

@@ -65,7 +65,7 @@ TEST_CASE("fused inverse filtering equals the unfused composition, forward and e
   check_cuda_parity("inverse_filter (narrow)", fused(d.shape), d.inputs, 1e-4);
 }
 
-TEST_CASE("forward on inik reproduces the PyTorch twin of INIKNet at all three scales; convert --official too") {
+TEST_CASE("forward on inik reproduces the PyTorch twin of INIKNet at all three scales, convert --official too") {
   auto dir = fs::temp_directory_path() / ("refocus_inik_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   run_twin_script("twin_inik.py", dir.string());

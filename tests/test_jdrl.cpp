@@ -85,7 +85,7 @@ TEST_CASE("parameter counts of jdrl's modules and backbones") {
   CHECK(restormer == 26126644);
 }
 
-TEST_CASE("optical flow recovers known shifts and zooms within a fraction of a pixel; warp of zero flow is the identity") {
+TEST_CASE("optical flow recovers known shifts and zooms within a fraction of a pixel, warp of zero flow is the identity") {
   // A textured image (smooth random blobs) and a copy moved by a known field.
   Tensor base = uniform_input({1, 3, 64, 80}, 0.f, 1.f, 40);
   base = avg_pool2d(pad2d(base, 2, 2, 2, 2, PadMode::Replicate), 5, 1);

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <exception>
@@ -36,6 +37,19 @@ Args::Args(int argc, char** argv, std::string usage, std::set<std::string> switc
       positional_.push_back(a);
     }
   }
+}
+
+const std::vector<std::string>& Args::positional(size_t n, const std::string& what) const {
+  if (positional_.size() == n) return positional_;
+  auto mentioned = [&](const std::string& flag) {  // as a whole word: "--fit" is not in "--fit-iters"
+    for (size_t at = usage_.find(flag); at != std::string::npos; at = usage_.find(flag, at + 1)) {
+      const char next = at + flag.size() < usage_.size() ? usage_[at + flag.size()] : ' ';
+      if (!(std::isalnum((unsigned char)next) || next == '-' || next == '_')) return true;
+    }
+    return false;
+  };
+  for (const auto& kv : values_) RF_CHECK(mentioned(kv.first), "unknown option ", kv.first, "\n", usage_);
+  throw Error(cat(what, "\n", usage_));
 }
 
 bool Args::has(const std::string& name) const {

@@ -24,6 +24,9 @@ class Args {
   bool flag(const std::string& name) const;
   bool has(const std::string& name) const;
   const std::vector<std::string>& positional() const { return positional_; }
+  // The positional arguments, which must be n; otherwise throws `what` — or, when a flag the usage never
+  // mentions was given (it swallowed the next argument as its value), names that flag instead.
+  const std::vector<std::string>& positional(size_t n, const std::string& what) const;
   // Throws naming the first flag that was given but never asked for (a typo is an error, not a no-op).
   void check_all_used() const;
   const std::string& usage() const { return usage_; }

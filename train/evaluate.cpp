@@ -84,6 +84,8 @@ EvalResult evaluate(const EvalOptions& o) {
   RF_CHECK(ds.has_target(), o.data, ": the ", ds.layout, " layout has no ground truth to score against");
   RF_CHECK(o.mode == "identity" || o.mode == "pred" || o.mode == "model", "evaluate: unknown mode '", o.mode, "'");
   RF_CHECK(o.bits == 0 || o.bits == 8 || o.bits == 16, "--bits must be 0, 8 or 16");
+  if (o.mode == "pred")
+    RF_CHECK(is_folder(o.pred_dir), "--pred ", o.pred_dir, ": no such folder (it should hold one prediction per test image)");
   Device dev = Device::CPU;
   std::unique_ptr<Model> model;
   if (o.mode == "model") {
@@ -115,10 +117,13 @@ EvalResult evaluate(const EvalOptions& o) {
       model_seconds += now_seconds() - t0;
     }
     Tensor ref = ls.target;
+    check_min_image_size(ref, s.target, "evaluate");
     int64_t h = ref.size(1), w = ref.size(2);
     if (o.crop_multiple > 0) {
       h = h / o.crop_multiple * o.crop_multiple;
       w = w / o.crop_multiple * o.crop_multiple;
+      RF_CHECK(h >= kMinImageSide && w >= kMinImageSide, "--crop-multiple ", o.crop_multiple, " leaves ", w, "x", h,
+               " of ", s.target, " (", ref.size(2), "x", ref.size(1), "); use a smaller multiple");
     }
     pred = crop_to(pred, h, w);
     ref = crop_to(ref, h, w);

@@ -369,7 +369,7 @@ int train_main(const Recipe& r, int argc, char** argv) {
     for (auto& f : r.flags)
       if (f.default_value.is_boolean()) switches.insert(f.flag);
     Args a(argc, argv, usage(r), switches);
-    RF_CHECK(a.positional().size() == 1, "give exactly one dataset folder\n", a.usage());
+    a.positional(1, "give exactly one dataset folder");
     const bool resume = a.flag("--resume");
     RunDir run(a.str("--out", "runs/" + r.model), resume);
     Device dev = select_device(a.str("--device", "auto"));
@@ -433,7 +433,14 @@ int train_main(const Recipe& r, int argc, char** argv) {
       model_cfg = base;
     }
     manual_seed(ctx.opt.seed);
-    std::unique_ptr<Model> model = r.make ? r.make(model_name, model_cfg) : make_model(model_name, model_cfg);
+    std::unique_ptr<Model> model;
+    try {
+      model = r.make ? r.make(model_name, model_cfg) : make_model(model_name, model_cfg);
+    } catch (const Error& e) {  // a config error names the file it came from
+      const std::string from = resume ? run.file("config.json") : config_file;
+      if (from.empty()) throw;
+      throw Error(cat(from, ": ", e.what()));
+    }
     model->to(dev);
     model->train();
     ctx.model = model.get();

@@ -16,7 +16,7 @@ static const char* kUsage =
 int main(int argc, char** argv) {
   return run_main("convert", [&] {
     Args a(argc, argv, kUsage);
-    RF_CHECK(a.positional().size() == 1, "give OUT.safetensors\n", kUsage);
+    a.positional(1, "give OUT.safetensors");
     std::string name = a.required("--model"), in = a.required("--official");
     a.check_all_used();
     const ModelEntry& e = model_entry(name);

@@ -44,7 +44,7 @@ Tensor read_map(const std::string& where, const std::string& image, const Tensor
 int main(int argc, char** argv) {
   return run_main("deblur", [&] {
     Args a(argc, argv, kUsage);
-    RF_CHECK(a.positional().size() == 2, "give IN and OUT\n", kUsage);
+    a.positional(2, "give IN and OUT");
     std::string in = a.positional()[0], out = a.positional()[1];
     std::string depth = a.str("--depth", ""), defocus = a.str("--defocus", "");
     std::string name = a.required("--model"), weights = a.required("--weights");
@@ -80,7 +80,10 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < jobs.size(); ++i) {
       LoadedSample s;
       s.input = read_image(jobs[i].first, 3);
+      check_min_image_size(s.input, jobs[i].first, "deblur");
       s.depth = read_map(depth, jobs[i].first, s.input);
+      if (s.depth.defined())
+        RF_CHECK(has_positive(s.depth), depth, ": the depth map for ", jobs[i].first, " is all zeros");
       s.defocus = read_map(defocus, jobs[i].first, s.input);
       double t0 = now_seconds();
       Tensor sharp = run_deblur(*model, s, dev, io);

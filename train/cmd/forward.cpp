@@ -21,7 +21,7 @@ static const char* kUsage =
 int main(int argc, char** argv) {
   return run_main("forward", [&] {
     Args a(argc, argv, kUsage);
-    RF_CHECK(a.positional().size() == 2, "give IN.safetensors and OUT.safetensors\n", kUsage);
+    a.positional(2, "give IN.safetensors and OUT.safetensors");
     std::string name = a.required("--model"), weights = a.required("--weights"), config = a.str("--config", "");
     Device dev = select_device(a.str("--device", "auto"));
     a.check_all_used();

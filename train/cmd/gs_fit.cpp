@@ -20,18 +20,21 @@ static const char* kUsage =
 int main(int argc, char** argv) {
   return run_main("gs_fit", [&] {
     Args a(argc, argv, kUsage, {"--quiet"});
-    RF_CHECK(a.positional().size() == 1, "give exactly one IMAGE\n", kUsage);
+    a.positional(1, "give exactly one IMAGE");
     std::string path = a.positional()[0], out = a.required("--out");
     FitOptions o;
     o.iters = (int)a.integer("--iters", o.iters, 1, 10'000'000);
     o.lr = (float)a.number("--lr", o.lr, 1e-9, 10.0);
     o.verbose = !a.flag("--quiet");
     int64_t cell = a.integer("--cell", 2, 1, 4096), crop = a.integer("--crop", 0, 0, 1 << 20);
+    RF_CHECK(crop == 0 || crop >= kMinImageSide, "option --crop must be 0 (the whole image) or at least ", kMinImageSide,
+             ", got ", crop);
     std::string depth_path = a.str("--depth", "");
     Device dev = select_device(a.str("--device", "auto"), o.verbose);
     a.check_all_used();
 
     Tensor img = read_image(path, 3), depth;
+    check_min_image_size(img, path, "gs_fit");
     if (!depth_path.empty()) {
       depth = read_image(depth_path, 1);
       RF_CHECK(depth.size(1) == img.size(1) && depth.size(2) == img.size(2), depth_path, " is ", depth.size(2), "x",
