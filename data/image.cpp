@@ -4,6 +4,7 @@
 #include <stb/stb_image_write.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -31,13 +32,8 @@ struct Sniffed {
   int64_t png_width = -1, png_height = -1;
 };
 
-Sniffed sniff(const std::string& path) {
+Sniffed sniff(const unsigned char* b, size_t n, const std::string& name) {
   Sniffed s;
-  unsigned char b[24] = {};
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) return s;
-  const size_t n = std::fread(b, 1, sizeof b, f);
-  std::fclose(f);
   auto starts = [&](const char* magic, size_t len) { return n >= len && std::memcmp(b, magic, len) == 0; };
   if (starts("\x89PNG\r\n\x1a\n", 8)) {
     s.format = "PNG";
@@ -58,37 +54,50 @@ Sniffed sniff(const std::string& path) {
     s.format = "HDR";
   } else if (n >= 2 && b[0] == 'P' && b[1] >= '1' && b[1] <= '7') {
     s.format = "PNM";
-  } else if (path.size() >= 4 && (path.compare(path.size() - 4, 4, ".tga") == 0 || path.compare(path.size() - 4, 4, ".TGA") == 0)) {
+  } else if (name.size() >= 4 && (name.compare(name.size() - 4, 4, ".tga") == 0 || name.compare(name.size() - 4, 4, ".TGA") == 0)) {
     s.format = "TGA";  // TGA has no magic bytes
   }
   return s;
+}
+
+Sniffed sniff_file(const std::string& path) {
+  unsigned char b[24] = {};
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return {};
+  const size_t n = std::fread(b, 1, sizeof b, f);
+  std::fclose(f);
+  return sniff(b, n, path);
+}
+
+// The checks on a header, wherever it was read from (ok: stb could read it).
+ImageInfo checked_info(bool ok, int w, int h, int c, bool is16, const Sniffed& s, const std::string& name) {
+  const int64_t limit = max_image_pixels();
+  if (!ok) {
+    RF_CHECK(!s.format.empty(), name, ": not an image refocus can read (its first bytes are none of PNG, JPEG, BMP, ",
+             "GIF, TGA, PNM, HDR or PSD)");
+    if (s.png_width >= 0) {
+      RF_CHECK(s.png_width > 0 && s.png_height > 0, name, ": the image is empty (", s.png_width, "x", s.png_height,
+               " pixels)");
+      RF_CHECK(s.png_width * s.png_height <= limit, name, ": the image declares ", s.png_width, "x", s.png_height,
+               " = ", s.png_width * s.png_height, " pixels, over the limit of ", limit, " (raise it with REFOCUS_MAX_PIXELS)");
+    }
+    throw Error(cat(name, ": a damaged or truncated ", s.format, " file (its header cannot be read)"));
+  }
+  // Checked from the header, before decoding: a few hundred crafted bytes can declare gigapixels.
+  RF_CHECK(w > 0 && h > 0, name, ": the image is empty (", w, "x", h, " pixels)");
+  RF_CHECK(c >= 1 && c <= 4, name, ": the image has ", c, " channels; 1 to 4 are supported");
+  RF_CHECK((int64_t)w * h <= limit, name, ": the image declares ", w, "x", h, " = ", (int64_t)w * h,
+           " pixels, over the limit of ", limit, " (raise it with REFOCUS_MAX_PIXELS)");
+  return ImageInfo{w, h, c, is16 ? 16 : 8};
 }
 }  // namespace
 
 ImageInfo image_info(const std::string& path) {
   RF_CHECK(file_exists(path), path, ": no such file");
   RF_CHECK(!is_folder(path), path, " is a folder, not an image");
-  const int64_t limit = max_image_pixels();
   int w = 0, h = 0, c = 0;
-  if (!stbi_info(path.c_str(), &w, &h, &c)) {
-    const Sniffed s = sniff(path);
-    RF_CHECK(!s.format.empty(), path, ": not an image refocus can read (its first bytes are none of PNG, JPEG, BMP, ",
-             "GIF, TGA, PNM, HDR or PSD)");
-    if (s.png_width >= 0) {
-      RF_CHECK(s.png_width > 0 && s.png_height > 0, path, ": the image is empty (", s.png_width, "x", s.png_height,
-               " pixels)");
-      RF_CHECK(s.png_width * s.png_height <= limit, path, ": the image declares ", s.png_width, "x", s.png_height,
-               " = ", s.png_width * s.png_height, " pixels, over the limit of ", limit, " (raise it with REFOCUS_MAX_PIXELS)");
-    }
-    throw Error(cat(path, ": a damaged or truncated ", s.format, " file (its header cannot be read)"));
-  }
-  ImageInfo info{w, h, c, stbi_is_16_bit(path.c_str()) ? 16 : 8};
-  // Checked from the header, before decoding: a few hundred crafted bytes can declare gigapixels.
-  RF_CHECK(w > 0 && h > 0, path, ": the image is empty (", w, "x", h, " pixels)");
-  RF_CHECK(c >= 1 && c <= 4, path, ": the image has ", c, " channels; 1 to 4 are supported");
-  RF_CHECK((int64_t)w * h <= limit, path, ": the image declares ", w, "x", h, " = ", (int64_t)w * h,
-           " pixels, over the limit of ", limit, " (raise it with REFOCUS_MAX_PIXELS)");
-  return info;
+  const bool ok = stbi_info(path.c_str(), &w, &h, &c);
+  return checked_info(ok, w, h, c, ok && stbi_is_16_bit(path.c_str()), ok ? Sniffed{} : sniff_file(path), path);
 }
 
 bool has_positive(const Tensor& map) {
@@ -103,22 +112,31 @@ void check_min_image_size(const Tensor& img, const std::string& path, const std:
 }
 
 Tensor read_image(const std::string& path, int channels) {
-  RF_CHECK(channels == 1 || channels == 3, "read_image: channels must be 1 or 3");
-  ImageInfo info = image_info(path);
-  if (channels == 1)
-    RF_CHECK(info.channels <= 2, path, ": expected a single-channel map but the file has ", info.channels,
-             " channels");
+  RF_CHECK(file_exists(path), path, ": no such file");
+  RF_CHECK(!is_folder(path), path, " is a folder, not an image");
+  return decode_image(read_file(path), path, channels);
+}
+
+Tensor decode_image(const std::string& bytes, const std::string& name, int channels) {
+  RF_CHECK(channels == 1 || channels == 3, "decode_image: channels must be 1 or 3");
+  RF_CHECK(bytes.size() <= (size_t)INT32_MAX, name, ": the file is over 2 GiB, more than the image reader takes");
+  const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
+  const int len = (int)bytes.size();
   int w = 0, h = 0, c = 0;
+  const bool ok = stbi_info_from_memory(data, len, &w, &h, &c);
+  const Sniffed sniffed = sniff(data, bytes.size(), name);
+  const ImageInfo info = checked_info(ok, w, h, c, ok && stbi_is_16_bit_from_memory(data, len), sniffed, name);
+  if (channels == 1)
+    RF_CHECK(info.channels <= 2, name, ": expected a single-channel map but the file has ", info.channels,
+             " channels");
   std::vector<float> planar;
   auto to_planar = [&](auto* px, float maxv) {
-    if (!px) {
-      const std::string format = sniff(path).format;
-      throw Error(cat(path, ": a damaged or truncated ", format.empty() ? std::string("image") : format,
+    if (!px)
+      throw Error(cat(name, ": a damaged or truncated ", sniffed.format.empty() ? std::string("image") : sniffed.format,
                       " file (its pixel data cannot be decoded)"));
-    }
-    if (w != info.width || h != info.height || c != info.channels) {  // the file changed under us
+    if (w != info.width || h != info.height || c != info.channels) {  // stb's header and decoder disagree
       stbi_image_free(px);
-      throw Error(cat(path, ": decodes to ", w, "x", h, "x", c, " but its header said ", info.width, "x",
+      throw Error(cat(name, ": decodes to ", w, "x", h, "x", c, " but its header said ", info.width, "x",
                       info.height, "x", info.channels));
     }
     planar.resize((size_t)channels * w * h);
@@ -131,9 +149,9 @@ Tensor read_image(const std::string& path, int channels) {
     stbi_image_free(px);
   };
   if (info.bits == 16)
-    to_planar(stbi_load_16(path.c_str(), &w, &h, &c, 0), 65535.f);
+    to_planar(stbi_load_16_from_memory(data, len, &w, &h, &c, 0), 65535.f);
   else
-    to_planar(stbi_load(path.c_str(), &w, &h, &c, 0), 255.f);
+    to_planar(stbi_load_from_memory(data, len, &w, &h, &c, 0), 255.f);
   return from_vector(planar, {channels, h, w});
 }
 

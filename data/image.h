@@ -31,6 +31,9 @@ ImageInfo image_info(const std::string& path);
 // [channels, H, W] float in [0, 1] on the CPU. channels = 3: gray is replicated and alpha dropped;
 // channels = 1: the first channel as stored (for depth and defocus maps; colour files are refused).
 Tensor read_image(const std::string& path, int channels = 3);
+// The same from a file's bytes already in memory (read_image reads the file once and calls this, so the
+// header checked and the pixels decoded are the same bytes); `name` is what errors call it.
+Tensor decode_image(const std::string& bytes, const std::string& name, int channels = 3);
 
 // img [C, H, W] (C = 1 or 3) or [1, C, H, W]; values clamped to [0, 1], rounded to 8 or 16 bits.
 void write_png(const std::string& path, const Tensor& img, int bits = 8);

@@ -51,8 +51,9 @@ static float half_to_float(uint16_t h) {
   return sign ? -v : v;
 }
 
-SafeTensors load_safetensors(const std::string& path) {
-  std::string bytes = read_file(path);
+SafeTensors load_safetensors(const std::string& path) { return parse_safetensors(read_file(path), path); }
+
+SafeTensors parse_safetensors(const std::string& bytes, const std::string& path) {
   RF_CHECK(bytes.size() >= 8, path, ": not a safetensors file (shorter than its 8-byte header length)");
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= (uint64_t)(unsigned char)bytes[i] << (8 * i);

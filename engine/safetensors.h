@@ -22,6 +22,8 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
 
 // Reads F32, F64, F16, BF16, I64 and I32 tensors (all converted to float32); anything malformed throws with the
 // file name and what is wrong.
+// The same from the file's bytes in memory (the fuzz target's entry point); `path` is what errors call it.
+SafeTensors parse_safetensors(const std::string& bytes, const std::string& path);
 SafeTensors load_safetensors(const std::string& path);
 
 }  // namespace rf
