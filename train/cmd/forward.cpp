@@ -1,5 +1,6 @@
 // forward: a network's forward pass (eval mode) on named input tensors, every output written — the way to
 // check refocus against another implementation that holds the same weights (e.g. a PyTorch twin).
+#include <cmath>
 #include <cstdio>
 
 #include "engine/json.h"
@@ -41,6 +42,8 @@ int main(int argc, char** argv) {
                  return s;
                }(),
                ")");
+      for (float v : it->second.to_vector())
+        RF_CHECK(std::isfinite(v), a.positional()[0], ": input '", arg, "' holds a non-finite value (", v, ")");
       inputs[arg] = it->second.to(dev);
     }
     RF_CHECK(inputs.size() == in.tensors.size(), a.positional()[0], ": holds tensors ", name, "'s forward does not take");
