@@ -78,8 +78,10 @@ ImageInfo checked_info(bool ok, int w, int h, int c, bool is16, const Sniffed& s
     if (s.png_width >= 0) {
       RF_CHECK(s.png_width > 0 && s.png_height > 0, name, ": the image is empty (", s.png_width, "x", s.png_height,
                " pixels)");
-      RF_CHECK(s.png_width * s.png_height <= limit, name, ": the image declares ", s.png_width, "x", s.png_height,
-               " = ", s.png_width * s.png_height, " pixels, over the limit of ", limit, " (raise it with REFOCUS_MAX_PIXELS)");
+      // Both are below 2^32, so their product fits in 64 unsigned bits.
+      const uint64_t pixels = (uint64_t)s.png_width * (uint64_t)s.png_height;
+      RF_CHECK(pixels <= (uint64_t)limit, name, ": the image declares ", s.png_width, "x", s.png_height, " = ", pixels,
+               " pixels, over the limit of ", limit, " (raise it with REFOCUS_MAX_PIXELS)");
     }
     throw Error(cat(name, ": a damaged or truncated ", s.format, " file (its header cannot be read)"));
   }

@@ -11,7 +11,7 @@ B=build-fuzz
 cmake -S . -B "$B" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DREFOCUS_CUDA=OFF -DREFOCUS_FUZZ=ON \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREFOCUS_MARCH= \
   -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" >/dev/null
-cmake --build "$B" -j"$(nproc)" --target $TARGETS
+cmake --build "$B" -j"$(nproc)" --target $TARGETS >/dev/null
 
 # Seeds: the project's own PNG/JPEG writers (the regular build's make_synth, when built), hand-made PNG/PNM/
 # BMP headers, the crash inputs of ../shared/reliability when present, and a small valid safetensors file.
@@ -50,7 +50,7 @@ for t in $TARGETS; do
   kind=${t#fuzz_}
   mkdir -p "$B/corpus_$kind"
   echo "== $t: $RUNS runs"
-  REFOCUS_MAX_PIXELS=4000000 "$B/bin/$t" -runs="$RUNS" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=1 \
+  REFOCUS_MAX_PIXELS=262144 "$B/bin/$t" -runs="$RUNS" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=1 \
     -print_final_stats=1 -artifact_prefix="$B/" "$B/corpus_$kind" "$seeds/$kind" 2>"$B/$t.log" || status=1
   grep -E "stat::number_of_executed_units|stat::peak_rss_mb|stat::slowest_unit_time_sec|ERROR|SUMMARY" "$B/$t.log" || true
 done

@@ -193,6 +193,8 @@ TEST_CASE("images that crashed or exhausted the programs, and other hostile imag
   cases.push_back({"ihdr_20000x20000.png", png_declaring(20000, 20000), {"declares 20000x20000", "over the limit"}});
   cases.push_back({"ihdr_max.png", png_declaring(2147483647, 2147483647), {"declares 2147483647x2147483647"}});
   cases.push_back({"ihdr_4294967295x1.png", png_declaring(4294967295u, 1), {"declares 4294967295x1"}});
+  // Found by fuzz_image: 3876820321 x 3739619988 overflowed a signed 64-bit product.
+  cases.push_back({"ihdr_overflow.png", png_declaring(3876820321u, 3739619988u), {"declares 3876820321x3739619988", "over the limit"}});
   cases.push_back({"ihdr_badcrc.png", png_declaring(100000, 100000, true), {"over the limit"}});
   cases.push_back({"ihdr_0x5.png", png_declaring(0, 5), {"the image is empty"}});
   const std::string good_png = rf::read_file(f.image);
