@@ -257,7 +257,9 @@ void check_twin_forward(const std::string& model, const std::string& twin_file, 
     MESSAGE(model << ": PyTorch float32 vs float64 on the same network: " << floor << " relative error");
     tol = std::max(tol, 1.5 * floor);
   }
-  for (auto& [k, want] : expected) {
+  for (auto& entry : expected) {  // not a structured binding: doctest's macros capture k and want in lambdas
+    const std::string& k = entry.first;
+    const Tensor& want = entry.second;
     REQUIRE_MESSAGE(got.tensors.count(k), model << ": forward wrote no " << k);
     REQUIRE_MESSAGE(got.tensors[k].shape() == want.shape(), model << " " << k << ": " << describe(got.tensors[k]) << " vs twin "
                                                                   << describe(want));

@@ -417,7 +417,8 @@ TEST_CASE("learning-rate schedules match PyTorch's schedulers") {
                                          {"multistep", LRSchedule::multistep(0.1f, {5, 12, 20}, 0.3f)},
                                          {"cosine", LRSchedule::cosine(0.1f, 25, 0.001f)},
                                          {"exponential", LRSchedule::exponential(0.1f, 0.9f)}};
-  for (auto& [name, sched] : s) {
+  for (auto& [name_, sched] : s) {
+    const std::string& name = name_;  // captured by doctest's message lambda
     auto ref = st.tensors[name].to_vector();
     for (size_t i = 0; i < ref.size(); ++i)
       CHECK_MESSAGE(sched.at((int64_t)i) == doctest::Approx(ref[i]).epsilon(1e-5), name << " step " << i);

@@ -66,7 +66,8 @@ TEST_CASE("blob deblurrer: identity at initialisation, Eq. 5-8 updates, gradient
   BlobDeblurrer fresh(cfg);
   Tensor target = rasterize(b, 30, 30) * 0.9f;
   mse_loss(rasterize(fresh.forward(b, Tensor(), Tensor(), Tensor(), 30, 30), 30, 30), target).backward();
-  for (auto& [name, t] : fresh.named_parameters()) {
+  for (auto& [name_, t] : fresh.named_parameters()) {
+    const std::string& name = name_;  // captured by doctest's message lambda
     REQUIRE_MESSAGE(t.grad().defined(), name);
     if (name == "head.weight") {
       auto g = t.grad().to_vector();  // rows: dtheta, ds1, ds2, do
@@ -124,7 +125,7 @@ TEST_CASE("initializer: one blob per 2x2 cell, trainable through the rasterizer"
   CHECK(p.size() == 9 * 11);
   Tensor loss = mse_loss(rasterize(p.blobs(), 18, 22), img);
   loss.backward();
-  for (auto& [name, t] : init.named_parameters()) CHECK_MESSAGE(t.grad().defined(), name);
+  for (auto& p : init.named_parameters()) CHECK_MESSAGE(p.second.grad().defined(), p.first);
   CHECK_THROWS_WITH_AS(init.forward(img, Tensor()), doctest::Contains("configured with depth"), Error);
 }
 

@@ -104,7 +104,8 @@ TEST_CASE("forward on gs's initializer reproduces its PyTorch twin (same weights
   REQUIRE_MESSAGE(code == 0, out);
   SafeTensors got = load_safetensors(d / "out.safetensors");
   REQUIRE(expected.size() == 5);
-  for (auto& [k, want] : expected) {
+  for (auto& [k_, want] : expected) {
+    const std::string& k = k_;  // captured by doctest's message lambda
     REQUIRE_MESSAGE(got.tensors.count(k), k);
     CHECK(got.tensors[k].shape() == want.shape());
     double e = rel_err(got.tensors[k], want);

@@ -139,8 +139,8 @@ TEST_CASE("a NaN loss stops training with the stage and step, and no non-finite 
   CHECK_FALSE(file_exists(d / "run/toy.safetensors"));
   SafeTensors st = load_safetensors(d / "run/train_state.safetensors");  // the checkpoint of step 2
   CHECK(st.metadata["stage_step"] == "2");
-  for (auto& [name, t] : st.tensors)
-    for (float v : t.to_vector()) REQUIRE_MESSAGE(std::isfinite(v), name);
+  for (auto& entry : st.tensors)
+    for (float v : entry.second.to_vector()) REQUIRE_MESSAGE(std::isfinite(v), entry.first);
 }
 
 TEST_CASE("trainer options are parsed strictly") {
