@@ -92,6 +92,21 @@ ImageInfo checked_info(bool ok, int w, int h, int c, bool is16, const Sniffed& s
            " pixels, over the limit of ", limit, " (raise it with REFOCUS_MAX_PIXELS)");
   return ImageInfo{w, h, c, is16 ? 16 : 8};
 }
+// stb allocates what a PNG chunk's length field claims before reading it: 100 crafted bytes could ask for 2 GiB.
+// Every chunk must fit in the file.
+void check_png_chunks(const unsigned char* b, size_t n, const std::string& name) {
+  size_t at = 8;
+  while (at + 8 <= n) {
+    const uint64_t length = (uint64_t)b[at] << 24 | (uint64_t)b[at + 1] << 16 | (uint64_t)b[at + 2] << 8 | b[at + 3];
+    std::string type(reinterpret_cast<const char*>(b + at + 4), 4);
+    for (char& ch : type)
+      if (ch < 32 || ch > 126) ch = '?';
+    RF_CHECK(length + 12 <= n - at, name, ": a damaged or truncated PNG file (its ", type, " chunk claims ", length,
+             " bytes; ", n - at, " remain in the file)");
+    if (type == "IEND") return;
+    at += 12 + length;
+  }
+}
 }  // namespace
 
 ImageInfo image_info(const std::string& path) {
@@ -128,6 +143,7 @@ Tensor decode_image(const std::string& bytes, const std::string& name, int chann
   const bool ok = stbi_info_from_memory(data, len, &w, &h, &c);
   const Sniffed sniffed = sniff(data, bytes.size(), name);
   const ImageInfo info = checked_info(ok, w, h, c, ok && stbi_is_16_bit_from_memory(data, len), sniffed, name);
+  if (sniffed.format == "PNG") check_png_chunks(data, bytes.size(), name);
   if (channels == 1)
     RF_CHECK(info.channels <= 2, name, ": expected a single-channel map but the file has ", info.channels,
              " channels");

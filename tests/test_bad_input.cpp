@@ -195,6 +195,13 @@ TEST_CASE("images that crashed or exhausted the programs, and other hostile imag
   cases.push_back({"ihdr_4294967295x1.png", png_declaring(4294967295u, 1), {"declares 4294967295x1"}});
   // Found by fuzz_image: 3876820321 x 3739619988 overflowed a signed 64-bit product.
   cases.push_back({"ihdr_overflow.png", png_declaring(3876820321u, 3739619988u), {"declares 3876820321x3739619988", "over the limit"}});
+  // Found by fuzz_image: an IDAT chunk claiming 2,097,021,123 bytes made stb allocate them before reading.
+  {
+    std::string png = png_declaring(16, 16);
+    const size_t idat = png.find("IDAT") - 4;
+    cases.push_back({"idat_claims_2GB.png", png.substr(0, idat) + be32(2097021123u) + "IDAT" + std::string(40, '\x11'),
+                     {"a damaged or truncated PNG file (its IDAT chunk claims 2097021123 bytes"}});
+  }
   cases.push_back({"ihdr_badcrc.png", png_declaring(100000, 100000, true), {"over the limit"}});
   cases.push_back({"ihdr_0x5.png", png_declaring(0, 5), {"the image is empty"}});
   const std::string good_png = rf::read_file(f.image);
