@@ -3,9 +3,11 @@
 #include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cerrno>
 #include <cstring>
 #include <vector>
 
@@ -69,12 +71,54 @@ Sniffed sniff_file(const std::string& path) {
   return sniff(b, n, path);
 }
 
+// refocus decodes PNG, JPEG, BMP and PNM only: stb's other readers (GIF, PSD, HDR, PIC, TGA) are refused before
+// stb sees the bytes — fewer decoders facing hostile files, and TGA, which has no magic bytes, would otherwise
+// be tried on anything. Every dataset the papers use is PNG or JPEG.
+void check_supported(const Sniffed& s, const std::string& name) {
+  RF_CHECK(!s.format.empty(), name, ": not an image refocus can read (its first bytes are none of PNG, JPEG, BMP or PNM)");
+  RF_CHECK(s.format == "PNG" || s.format == "JPEG" || s.format == "BMP" || s.format == "PNM", name, ": a ", s.format,
+           " file; refocus reads PNG, JPEG, BMP and PNM images");
+}
+
+// stb (Debian's 2.28) writes past a Huffman table when a JPEG's DHT segment lists more than 256 codes: every
+// table is checked first. Walks the markers, skipping entropy-coded data (progressive JPEGs have DHTs between scans).
+void check_jpeg_tables(const unsigned char* b, size_t n, const std::string& name) {
+  size_t at = 2;
+  while (at + 4 <= n) {
+    if (b[at] != 0xFF) {  // entropy-coded data
+      ++at;
+      continue;
+    }
+    const unsigned char m = b[at + 1];
+    if (m == 0xFF) {  // fill byte
+      ++at;
+      continue;
+    }
+    if (m == 0x00 || m == 0x01 || m == 0xD8 || (m >= 0xD0 && m <= 0xD7)) {  // stuffing, TEM, SOI, RSTn: no length
+      at += 2;
+      continue;
+    }
+    if (m == 0xD9) return;  // EOI
+    const size_t length = (size_t)b[at + 2] << 8 | b[at + 3];
+    if (length < 2 || at + 2 + length > n) return;  // stb reports the truncation itself
+    if (m == 0xC4) {
+      size_t p = at + 4;
+      const size_t end = at + 2 + length;
+      while (p + 17 <= end) {
+        size_t codes = 0;
+        for (int i = 1; i <= 16; ++i) codes += b[p + i];
+        RF_CHECK(codes <= 256, name, ": a damaged JPEG file (a Huffman table lists ", codes, " codes; at most 256 exist)");
+        p += 17 + codes;
+      }
+    }
+    at += 2 + length;
+  }
+}
+
 // The checks on a header, wherever it was read from (ok: stb could read it).
 ImageInfo checked_info(bool ok, int w, int h, int c, bool is16, const Sniffed& s, const std::string& name) {
   const int64_t limit = max_image_pixels();
   if (!ok) {
-    RF_CHECK(!s.format.empty(), name, ": not an image refocus can read (its first bytes are none of PNG, JPEG, BMP, ",
-             "GIF, TGA, PNM, HDR or PSD)");
     if (s.png_width >= 0) {
       RF_CHECK(s.png_width > 0 && s.png_height > 0, name, ": the image is empty (", s.png_width, "x", s.png_height,
                " pixels)");
@@ -109,12 +153,38 @@ void check_png_chunks(const unsigned char* b, size_t n, const std::string& name)
 }
 }  // namespace
 
+// Header checks from bytes (a whole file, or its first megabyte: enough for any header stb reads).
+ImageInfo info_from_bytes(const unsigned char* data, size_t n, const std::string& name) {
+  const Sniffed sniffed = sniff(data, n, name);
+  check_supported(sniffed, name);
+  // stb parses the tables before the frame header even for stbi_info: check them before stb sees the bytes.
+  if (sniffed.format == "JPEG") check_jpeg_tables(data, n, name);
+  const int len = (int)std::min<size_t>(n, INT32_MAX);
+  int w = 0, h = 0, c = 0;
+  const bool ok = stbi_info_from_memory(data, len, &w, &h, &c);
+  return checked_info(ok, w, h, c, ok && stbi_is_16_bit_from_memory(data, len), sniffed, name);
+}
+
 ImageInfo image_info(const std::string& path) {
   RF_CHECK(file_exists(path), path, ": no such file");
   RF_CHECK(!is_folder(path), path, " is a folder, not an image");
-  int w = 0, h = 0, c = 0;
-  const bool ok = stbi_info(path.c_str(), &w, &h, &c);
-  return checked_info(ok, w, h, c, ok && stbi_is_16_bit(path.c_str()), ok ? Sniffed{} : sniff_file(path), path);
+  constexpr size_t kPrefix = 1 << 20;  // the whole file is not read to learn its size (datasets check every pair)
+  std::string head(kPrefix, '\0');
+  FILE* f = std::fopen(path.c_str(), "rb");
+  RF_CHECK(f, path, ": cannot open for reading (", std::strerror(errno), ")");
+  head.resize(std::fread(head.data(), 1, kPrefix, f));
+  const bool whole = std::feof(f);
+  std::fclose(f);
+  const auto* data = reinterpret_cast<const unsigned char*>(head.data());
+  if (!whole) {  // a header longer than the prefix (rare): read everything
+    try {
+      return info_from_bytes(data, head.size(), path);
+    } catch (const Error&) {
+      head = read_file(path);
+      data = reinterpret_cast<const unsigned char*>(head.data());
+    }
+  }
+  return info_from_bytes(data, head.size(), path);
 }
 
 bool has_positive(const Tensor& map) {
@@ -139,11 +209,10 @@ Tensor decode_image(const std::string& bytes, const std::string& name, int chann
   RF_CHECK(bytes.size() <= (size_t)INT32_MAX, name, ": the file is over 2 GiB, more than the image reader takes");
   const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
   const int len = (int)bytes.size();
-  int w = 0, h = 0, c = 0;
-  const bool ok = stbi_info_from_memory(data, len, &w, &h, &c);
+  const ImageInfo info = info_from_bytes(data, bytes.size(), name);
   const Sniffed sniffed = sniff(data, bytes.size(), name);
-  const ImageInfo info = checked_info(ok, w, h, c, ok && stbi_is_16_bit_from_memory(data, len), sniffed, name);
   if (sniffed.format == "PNG") check_png_chunks(data, bytes.size(), name);
+  int w = 0, h = 0, c = 0;
   if (channels == 1)
     RF_CHECK(info.channels <= 2, name, ": expected a single-channel map but the file has ", info.channels,
              " channels");
