@@ -62,14 +62,6 @@ Sniffed sniff(const unsigned char* b, size_t n, const std::string& name) {
   return s;
 }
 
-Sniffed sniff_file(const std::string& path) {
-  unsigned char b[24] = {};
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) return {};
-  const size_t n = std::fread(b, 1, sizeof b, f);
-  std::fclose(f);
-  return sniff(b, n, path);
-}
 
 // refocus decodes PNG, JPEG, BMP and PNM only: stb's other readers (GIF, PSD, HDR, PIC, TGA) are refused before
 // stb sees the bytes — fewer decoders facing hostile files, and TGA, which has no magic bytes, would otherwise
@@ -100,17 +92,19 @@ void check_jpeg_tables(const unsigned char* b, size_t n, const std::string& name
     }
     if (m == 0xD9) return;  // EOI
     const size_t length = (size_t)b[at + 2] << 8 | b[at + 3];
-    if (length < 2 || at + 2 + length > n) return;  // stb reports the truncation itself
     if (m == 0xC4) {
+      // stb reads past the end of a truncated file as zeros: so does this check.
+      auto byte = [&](size_t i) { return i < n ? b[i] : (unsigned char)0; };
       size_t p = at + 4;
       const size_t end = at + 2 + length;
-      while (p + 17 <= end) {
+      while (p < end) {  // as stb: a table starts wherever bytes of the segment remain
         size_t codes = 0;
-        for (int i = 1; i <= 16; ++i) codes += b[p + i];
+        for (size_t i = 1; i <= 16; ++i) codes += byte(p + i);
         RF_CHECK(codes <= 256, name, ": a damaged JPEG file (a Huffman table lists ", codes, " codes; at most 256 exist)");
         p += 17 + codes;
       }
     }
+    if (length < 2 || at + 2 + length > n) return;  // the rest is missing: stb stops there too
     at += 2 + length;
   }
 }
