@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -109,6 +110,24 @@ void check_jpeg_tables(const unsigned char* b, size_t n, const std::string& name
   }
 }
 
+// stb parses a PNM header's numbers into an int without an overflow check (signed overflow: found by fuzzing):
+// they are read here first, as stb reads them (whitespace and # comments skipped), and must be plausible.
+void check_pnm_header(const unsigned char* b, size_t n, const std::string& name) {
+  size_t at = 2;
+  for (int field = 0; field < 3; ++field) {  // width, height, maxval
+    for (;;) {  // whitespace and comments
+      while (at < n && std::isspace(b[at])) ++at;
+      if (at >= n || b[at] != '#') break;
+      while (at < n && b[at] != '\n' && b[at] != '\r') ++at;
+    }
+    uint64_t v = 0;
+    for (; at < n && b[at] >= '0' && b[at] <= '9'; ++at) v = std::min<uint64_t>(v * 10 + (b[at] - '0'), uint64_t(1) << 40);
+    const uint64_t most = field < 2 ? uint64_t(1) << 24 : 65535;
+    RF_CHECK(v <= most, name, ": a damaged PNM file (its header declares ", field == 0 ? "a width" : field == 1 ? "a height" : "a maximum value",
+             " of ", v == uint64_t(1) << 40 ? std::string("over 10^12") : std::to_string(v), "; at most ", most, ")");
+  }
+}
+
 // The checks on a header, wherever it was read from (ok: stb could read it).
 ImageInfo checked_info(bool ok, int w, int h, int c, bool is16, const Sniffed& s, const std::string& name) {
   const int64_t limit = max_image_pixels();
@@ -153,6 +172,7 @@ ImageInfo info_from_bytes(const unsigned char* data, size_t n, const std::string
   check_supported(sniffed, name);
   // stb parses the tables before the frame header even for stbi_info: check them before stb sees the bytes.
   if (sniffed.format == "JPEG") check_jpeg_tables(data, n, name);
+  if (sniffed.format == "PNM") check_pnm_header(data, n, name);
   const int len = (int)std::min<size_t>(n, INT32_MAX);
   int w = 0, h = 0, c = 0;
   const bool ok = stbi_info_from_memory(data, len, &w, &h, &c);

@@ -221,6 +221,8 @@ TEST_CASE("images that crashed or exhausted the programs, and other hostile imag
     cases.push_back({"dht_512_codes.jpg", jpeg + std::string(64, '\x01') + "\xff\xd9",
                      {"a damaged JPEG file (a Huffman table lists 512 codes; at most 256 exist)"}});
   }
+  // Found by fuzz_image: stb's PNM header parser overflows an int on a long number.
+  cases.push_back({"pnm_huge_width.ppm", "P6\n3050553050 4\n255\n", {"a damaged PNM file (its header declares a width of 3050553050"}});
   cases.push_back({"header.gif", "GIF89a\x10\x00\x10\x00\x00\x00\x00;", {"a GIF file; refocus reads PNG, JPEG, BMP and PNM images"}});
   for (auto& c : cases) {
     std::string path = f.d / c.file;
