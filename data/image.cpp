@@ -167,8 +167,9 @@ void check_png_chunks(const unsigned char* b, size_t n, const std::string& name)
 }  // namespace
 
 // Header checks from bytes (a whole file, or its first megabyte: enough for any header stb reads).
-ImageInfo info_from_bytes(const unsigned char* data, size_t n, const std::string& name) {
+ImageInfo info_from_bytes(const unsigned char* data, size_t n, const std::string& name, Sniffed* sniffed_out = nullptr) {
   const Sniffed sniffed = sniff(data, n, name);
+  if (sniffed_out) *sniffed_out = sniffed;
   check_supported(sniffed, name);
   // stb parses the tables before the frame header even for stbi_info: check them before stb sees the bytes.
   if (sniffed.format == "JPEG") check_jpeg_tables(data, n, name);
@@ -223,8 +224,8 @@ Tensor decode_image(const std::string& bytes, const std::string& name, int chann
   RF_CHECK(bytes.size() <= (size_t)INT32_MAX, name, ": the file is over 2 GiB, more than the image reader takes");
   const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
   const int len = (int)bytes.size();
-  const ImageInfo info = info_from_bytes(data, bytes.size(), name);
-  const Sniffed sniffed = sniff(data, bytes.size(), name);
+  Sniffed sniffed;
+  const ImageInfo info = info_from_bytes(data, bytes.size(), name, &sniffed);
   if (sniffed.format == "PNG") check_png_chunks(data, bytes.size(), name);
   int w = 0, h = 0, c = 0;
   if (channels == 1)

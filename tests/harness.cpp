@@ -1,5 +1,7 @@
 #include "tests/harness.h"
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 
@@ -215,6 +217,24 @@ std::string run_command(const std::string& cmd, int* code) {
 }
 
 std::string binary_dir() { return std::filesystem::read_symlink("/proc/self/exe").parent_path().string(); }
+
+Run run_program(const std::string& program_and_args) {
+  int code = 0;
+  std::string out = run_command(binary_dir() + "/" + program_and_args, &code);
+  return {code, out};
+}
+
+TempDir::TempDir() {
+  static int counter = 0;
+  path = std::filesystem::temp_directory_path() /
+         ("refocus_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+  std::filesystem::create_directories(path);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+}
 
 void run_twin_script(const std::string& script, const std::string& out_dir) {
   int code = 0;

@@ -3,6 +3,7 @@
 #pragma once
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -53,6 +54,25 @@ void check_golden(const std::string& name, const OpFn& f, double fwd_tol = 1e-5,
 std::string run_command(const std::string& cmd, int* code);
 // Where the test binary and the programs live (build/bin).
 std::string binary_dir();
+
+// A program of build/bin run through the shell: its exit code (-1 when killed by a signal the shell did not
+// report) and its output.
+struct Run {
+  int code;
+  std::string output;
+};
+Run run_program(const std::string& program_and_args);
+
+// A fresh folder under the system's temporary folder, removed with everything in it at scope exit; unique per
+// process and per instance. d / "a/b" is the path of a/b inside it.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string operator/(const std::string& rel) const { return (path / rel).string(); }
+};
 
 // The PyTorch twin of a network: runs tests/golden/<script> OUT_DIR (Debian's python3-torch, installed by `make
 // deps`; the twins' weights are generated at test time because they are too large to commit).

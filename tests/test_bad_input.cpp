@@ -20,31 +20,19 @@ namespace fs = std::filesystem;
 using rft::binary_dir;
 using rft::run_command;
 
+using rft::TempDir;
+
 namespace {
 
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("refocus_bad_" + std::to_string(::getpid()));
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& r) const { return (path / r).string(); }
-};
-
-struct Run {
-  int code;
-  std::string output;
-  // The program's own last line (the error sentence), without the progress lines before it.
-  std::string last_line() const {
-    std::string s = output;
-    while (!s.empty() && s.back() == '\n') s.pop_back();
-    return s.substr(s.rfind('\n') == std::string::npos ? 0 : s.rfind('\n') + 1);
-  }
-};
-
-Run run(const std::string& program_and_args) {
-  int code = 0;
-  std::string out = run_command(binary_dir() + "/" + program_and_args, &code);
-  return {code, out};
+// A run's last line: the program's own error sentence, without the progress lines before it.
+std::string last_line(const rft::Run& r) {
+  std::string s = r.output;
+  while (!s.empty() && s.back() == '\n') s.pop_back();
+  return s.substr(s.rfind('\n') == std::string::npos ? 0 : s.rfind('\n') + 1);
 }
+
+using rft::Run;
+Run run(const std::string& program_and_args) { return rft::run_program(program_and_args); }
 
 // A refusal: exit code 1 (not a signal, not 0), and the error sentence holds every one of `words`.
 void check_refused(const Run& r, const std::string& what, std::initializer_list<std::string> words) {
@@ -238,8 +226,6 @@ TEST_CASE("images that crashed or exhausted the programs, and other hostile imag
     CHECK_FALSE(rf::file_exists(f.d / "out.png"));
   }
   // Legal but too small for the programs (SSIM windows, downsampling), a folder where a file belongs.
-  write_bytes(f.d / "folder.png", "");
-  fs::remove(f.d / "folder.png");
   fs::create_directories(f.d / "folder.png");
   check_refused(run("gs_fit " + (f.d / "folder.png") + " --out " + (f.d / "fit")), "folder",
                 {f.d / "folder.png", "is a folder, not an image"});
@@ -311,7 +297,7 @@ TEST_CASE("damaged and hostile weight files are refused with the file and the te
     Run r = run(f.deblur(path, f.image, f.d / "out.png"));
     INFO(c.name << ": " << r.output);
     CHECK(r.code == 1);
-    CHECK(r.last_line().find(path) != std::string::npos);
+    CHECK(last_line(r).find(path) != std::string::npos);
     for (const auto& w : c.words) CHECK_MESSAGE(r.output.find(w) != std::string::npos, "missing '" << w << "'");
     CHECK_FALSE(rf::file_exists(f.d / "out.png"));
   }

@@ -11,32 +11,12 @@
 
 namespace fs = std::filesystem;
 
+using rft::TempDir;
+
 namespace {
 
-std::string bin_dir() { return fs::read_symlink("/proc/self/exe").parent_path().string(); }
-
-struct Run {
-  int code;
-  std::string output;
-};
-
-Run run(const std::string& args) {
-  std::string cmd = bin_dir() + "/" + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p);
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("refocus_cli_" + std::to_string(::getpid()));
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& r) const { return (path / r).string(); }
-};
+using rft::Run;
+Run run(const std::string& args) { return rft::run_program(args); }
 
 }  // namespace
 

@@ -23,17 +23,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("refocus_data_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& rel) const { return (path / rel).string(); }
-};
-
 // A small random image, written as PNG at `rel` (folders created).
 Tensor put_image(const TempDir& d, const std::string& rel, int64_t h = 12, int64_t w = 10, int channels = 3,
                  uint64_t seed = 1, int bits = 8) {

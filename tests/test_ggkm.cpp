@@ -18,13 +18,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("refocus_ggkm_" + std::to_string(::getpid()));
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& r) const { return (path / r).string(); }
-};
-
 void run_twin(const TempDir& d) { run_twin_script("twin_ggkm.py", d.path.string()); }
 
 BankPlan gkm_plan(bool official) {

@@ -31,13 +31,6 @@ std::string run_program(const std::string& args, int* code) {
   return out;
 }
 
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("refocus_models_" + std::to_string(::getpid()));
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& r) const { return (path / r).string(); }
-};
-
 // tests/golden/<name>_twin.safetensors -> weights file, input file and config file for `forward`; returns
 // the expected outputs.
 std::map<std::string, Tensor> split_twin(const std::string& name, const TempDir& d) {

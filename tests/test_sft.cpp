@@ -15,13 +15,6 @@ using namespace rft;
 namespace fs = std::filesystem;
 
 namespace {
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("refocus_sft_" + std::to_string(::getpid()));
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& r) const { return (path / r).string(); }
-};
-
 SftConfig small() {
   SftConfig c;
   c.map_width = 8;

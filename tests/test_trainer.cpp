@@ -65,13 +65,6 @@ Recipe toy_recipe() {
   return r;
 }
 
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("refocus_trainer_" + std::to_string(::getpid()));
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& r) const { return (path / r).string(); }
-};
-
 // A "pairs" dataset (blur/NAME + sharp/NAME) of n 24x24 images: sharp = noise, blurry = its 3x3 box mean.
 void write_pairs(const std::string& dir, int n) {
   make_dirs(dir + "/blur");
