@@ -142,7 +142,8 @@ nlohmann::json GsConfig::to_json() const {
   return {{"cell", cell},         {"use_depth", use_depth},           {"init_width", init_width},
           {"dim", dim},           {"heads", heads},                   {"blocks", blocks},
           {"ffn_mult", ffn_mult}, {"window", window},                 {"max_full_tokens", max_full_tokens},
-          {"window_beyond", window_beyond}, {"fit_iters", fit_iters}, {"residual", residual}};
+          {"window_beyond", window_beyond}, {"fit_iters", fit_iters}, {"residual", residual},
+          {"color_change", color_change}};
 }
 
 GsConfig GsConfig::from_json(const nlohmann::json& j) {
@@ -160,6 +161,7 @@ GsConfig GsConfig::from_json(const nlohmann::json& j) {
   r.get("window_beyond", c.window_beyond, 16, 1 << 20);
   r.get("fit_iters", c.fit_iters, 1, 10'000'000);
   r.get("residual", c.residual);
+  r.get("color_change", c.color_change);
   r.finish();
   RF_CHECK(c.dim % c.heads == 0 && c.dim / c.heads <= 64, "gs config: dim ", c.dim, " must split into ", c.heads,
            " heads of at most 64");
@@ -238,9 +240,11 @@ BlobDeblurrer::BlobDeblurrer(const GsConfig& c) : cfg_(c) {
   for (int64_t i = 0; i < c.blocks; ++i)
     blocks_.push_back(register_module("blocks." + std::to_string(i), std::make_shared<TransformerBlock>(c.dim, c.heads, c.ffn_mult)));
   ln_out_ = register_module("ln_out", std::make_shared<LayerNorm>(c.dim));
-  head_ = register_module("head", std::make_shared<Linear>(c.dim, 4));
+  head_ = register_module("head", std::make_shared<Linear>(c.dim, c.head_outputs()));
   head_->weight.fill_(0.f);
-  head_->bias.copy_(from_vector({0.f, 1e-3f, 1e-3f, 0.f}, {4}));
+  std::vector<float> bias(c.head_outputs(), 0.f);
+  bias[1] = bias[2] = 1e-3f;
+  head_->bias.copy_(from_vector(bias, {c.head_outputs()}));
 }
 
 // Morton (Z-order) index of each blob centre: neighbours in the order are neighbours in the image.
@@ -301,12 +305,13 @@ Blobs BlobDeblurrer::forward(const Blobs& b, const Tensor& d2, const Tensor& d1,
   const int64_t window = cfg_.window_for(n);
   Tensor x = embed_->forward(gather_rows(tokens, order));  // [N, dim], blobs in Z-order
   for (auto& block : blocks_) x = block->forward(x, window);
-  Tensor out = gather_rows(head_->forward(ln_out_->forward(x)), inverse);  // [N, 4], original order
-  // Eq. 5-8.
+  Tensor out = gather_rows(head_->forward(ln_out_->forward(x)), inverse);  // [N, 4 or 7], original order
+  // Eq. 5-8 (+ the colour change).
   Tensor dphi = clamp(slice(out, 1, 0, 1).reshape({n}), 0.f, 3.14159265f);
   Tensor ds = relu(slice(out, 1, 1, 3));
   Tensor dop = slice(out, 1, 3, 4).reshape({n});
-  return Blobs{b.means, b.theta + dphi, clamp(b.scales - ds, kMinScale, 1e30f), b.colors,
+  Tensor colors = cfg_.color_change ? b.colors + slice(out, 1, 4, 7) : b.colors;
+  return Blobs{b.means, b.theta + dphi, clamp(b.scales - ds, kMinScale, 1e30f), colors,
                clamp(b.opacity + dop, 0.f, 1.f)};
 }
 
@@ -369,6 +374,7 @@ nlohmann::json gs_config_from_state_dict(std::map<std::string, Tensor>& t) {
   while (t.count(cat("deblurrer.blocks.", c.blocks, ".fc1.weight"))) c.blocks++;
   RF_CHECK(c.blocks > 0, "gs: the state dict has no deblurrer blocks (deblurrer.blocks.0.fc1.weight)");
   c.ffn_mult = need("deblurrer.blocks.0.fc1.weight").size(0) / c.dim;
+  c.color_change = need("deblurrer.head.weight").size(0) == 7;
   // The head count is not visible in the shapes: keep the default when it divides dim.
   if (c.dim % c.heads != 0) c.heads = 1;
   return c.to_json();

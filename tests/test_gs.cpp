@@ -39,6 +39,7 @@ TEST_CASE("blob deblurrer: identity at initialisation, Eq. 5-8 updates, gradient
   GsConfig cfg;
   cfg.dim = 32;
   cfg.heads = 2;
+  REQUIRE_FALSE(cfg.color_change);  // the paper's head by default (the colour change has its own case below)
   manual_seed(3);
   BlobDeblurrer d(cfg);
   Blobs b = random_blobs(50, 30, 30, 22, 0.5f, 2.f);
@@ -78,6 +79,41 @@ TEST_CASE("blob deblurrer: identity at initialisation, Eq. 5-8 updates, gradient
   }
 }
 
+TEST_CASE("blob deblurrer with a colour change: identity at initialisation, colours move, gradients reach dc") {
+  GsConfig cfg;
+  cfg.dim = 32;
+  cfg.heads = 2;
+  cfg.color_change = true;
+  manual_seed(8);
+  BlobDeblurrer d(cfg);
+  Blobs b = random_blobs(40, 30, 30, 27, 0.5f, 2.f);
+  Blobs out = d.forward(b, Tensor(), Tensor(), Tensor(), 30, 30);
+  CHECK(max_abs_diff(out.colors, b.colors) == 0.0);
+  for (auto& [name, t] : d.named_parameters())
+    if (name == "head.bias") t.copy_(from_vector({0.f, 0.f, 0.f, 0.f, 0.1f, -0.2f, 0.3f}, {7}));
+  Blobs e = d.forward(b, Tensor(), Tensor(), Tensor(), 30, 30);
+  auto c = b.colors.to_vector(), c2 = e.colors.to_vector();
+  const float dc[3] = {0.1f, -0.2f, 0.3f};
+  for (size_t i = 0; i < c.size(); ++i) CHECK(c2[i] == doctest::Approx(c[i] + dc[i % 3]));
+  manual_seed(9);
+  BlobDeblurrer fresh(cfg);
+  mse_loss(rasterize(fresh.forward(b, Tensor(), Tensor(), Tensor(), 30, 30), 30, 30), rasterize(b, 30, 30) * 1.2f).backward();
+  for (auto& [name, t] : fresh.named_parameters())
+    if (name == "head.weight") {
+      auto g = t.grad().to_vector();  // rows 4..6: dc
+      double colour_rows = 0;
+      for (int64_t k = 4 * cfg.dim; k < 7 * cfg.dim; ++k) colour_rows += std::fabs(g[k]);
+      CHECK(colour_rows > 0);
+    }
+  // a checkpoint's config without the key (written before the option) reads as the paper's head
+  CHECK_FALSE(GsConfig::from_json({{"dim", 32}, {"heads", 2}}).color_change);
+  CHECK(GsConfig::from_json(cfg.to_json()).color_change);
+  std::map<std::string, Tensor> sd;
+  for (auto& [name, t] : fresh.named_parameters()) sd["deblurrer." + name] = t;
+  sd["initializer.enc1.0.weight"] = zeros({32, 4, 3, 3});
+  CHECK(gs_config_from_state_dict(sd)["color_change"].get<bool>());  // `convert` reads it off the head's shape
+}
+
 TEST_CASE("blob deblurrer with windowed attention and depth inputs") {
   GsConfig cfg;
   cfg.dim = 32;
@@ -103,7 +139,7 @@ TEST_CASE("blob deblurrer: a blob's change depends on its neighbourhood, not on 
   manual_seed(7);
   BlobDeblurrer d(cfg);
   for (auto& [name, t] : d.named_parameters())
-    if (name == "head.weight") t.copy_(uniform_input({4, cfg.dim}, -0.2f, 0.2f, 25));
+    if (name == "head.weight") t.copy_(uniform_input({cfg.head_outputs(), cfg.dim}, -0.2f, 0.2f, 25));
   Blobs b = random_blobs(60, 32, 32, 26, 0.5f, 2.f);
   Blobs small = d.forward(b, Tensor(), Tensor(), Tensor(), 32, 32);
   Blobs moved = b;

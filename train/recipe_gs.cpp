@@ -161,6 +161,7 @@ Recipe gs_recipe() {
       {"--ssim-weight", "ssim_weight", 0.0, "deblurrer loss: MSE + w (1 - SSIM) (0.3 traded PSNR for SSIM)", 0, 100},
       {"--window", "window", (int64_t)-1, "attention within windows of N Z-ordered blobs (0: all; -1: 256 on CPU, all on GPU)", -1, 1e9},
       {"--no-depth", "no_depth", false, "train the paper's \"w/o depth\" variant even when the data has depth"},
+      {"--color-change", "color_change", false, "[ours] the deblurrer also changes blob colours (Eq. 5-8 change theta, s, o)"},
       {"--paper-output", "paper_output", false, "output render(Phi_a) as the paper does, not input + render(Phi_a) - render(Phi)"},
       {"--from", "from", std::string(), "start at the deblurrer with RUN's initializer and cached fits (ablations)"},
   };
@@ -190,6 +191,7 @@ Recipe gs_recipe() {
     int64_t window = n["window"].get<int64_t>();
     c.window = window >= 0 ? window : (ctx.device == Device::CPU ? 256 : 0);
     c.residual = !n["paper_output"].get<bool>();
+    c.color_change = n["color_change"].get<bool>();
     c.use_depth = !n["no_depth"].get<bool>();
     if (c.use_depth && !ctx.train.has_depth()) {
       std::fprintf(stderr, "train_gs: %s has no depth maps: training the paper's \"w/o depth\" variant\n", ctx.opt.data.c_str());
