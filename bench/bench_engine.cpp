@@ -9,26 +9,20 @@
 #include <string>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "bench/bench_util.h"
+#include "train/cli.h"
 #include "ops/ops.h"
 
 using namespace rf;
 
 int main(int argc, char** argv) {
-  std::string dev_name = "cpu";
-  int repeats = 5;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--device") && i + 1 < argc) dev_name = argv[++i];
-    else if (!std::strcmp(argv[i], "--repeats") && i + 1 < argc) repeats = std::atoi(argv[++i]);
-#ifdef _OPENMP
-    else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) omp_set_num_threads(std::atoi(argv[++i]));
-#endif
-  }
-  try {
+  return run_main("bench_engine", [&] {
+    Args a(argc, argv, "usage: bench_engine [--device cpu|cuda] [--repeats 5] [--threads N]");
+    const BenchFlags flags = bench_flags(a, 5);
+    const std::string dev_name = flags.device;
+    const int repeats = flags.repeats;
+    a.check_all_used();
     Device dev = select_device(dev_name);
     Generator g(1);
     {
@@ -53,9 +47,6 @@ int main(int argc, char** argv) {
       }, repeats * 4);
       std::printf("{\"name\": \"GEMM 1024^3, fwd+bwd\", \"device\": \"%s\", \"ms\": %.2f}\n", dev_name.c_str(), ms);
     }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_engine: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

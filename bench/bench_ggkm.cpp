@@ -5,11 +5,9 @@
 #include <cstring>
 #include <string>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "bench/bench_util.h"
+#include "train/cli.h"
 #include "engine/allocator.h"
 #include "layers/optim.h"
 #include "models/ggkm.h"
@@ -18,18 +16,15 @@
 using namespace rf;
 
 int main(int argc, char** argv) {
-  std::string dev_name = "cpu";
-  int repeats = 3;
-  bool small = false;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--device") && i + 1 < argc) dev_name = argv[++i];
-    else if (!std::strcmp(argv[i], "--repeats") && i + 1 < argc) repeats = std::atoi(argv[++i]);
-    else if (!std::strcmp(argv[i], "--size") && i + 1 < argc) small = !std::strcmp(argv[++i], "small");
-#ifdef _OPENMP
-    else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) omp_set_num_threads(std::atoi(argv[++i]));
-#endif
-  }
-  try {
+  return run_main("bench_ggkm", [&] {
+    Args a(argc, argv, "usage: bench_ggkm [--device cpu|cuda] [--repeats 3] [--threads N] [--size small|full]");
+    const BenchFlags flags = bench_flags(a, 3);
+    const std::string dev_name = flags.device;
+    const int repeats = flags.repeats;
+    const std::string size_name = a.str("--size", "full");
+    RF_CHECK(size_name == "small" || size_name == "full", "--size must be small or full, got ", size_name);
+    const bool small = size_name == "small";
+    a.check_all_used();
     Device dev = select_device(dev_name, false);
     Generator g(1);
     const int64_t ih = small ? 368 : 720, iw = small ? 640 : 1280, crop = small ? 128 : 256;
@@ -63,9 +58,6 @@ int main(int argc, char** argv) {
                   (long long)crop, (long long)crop, dev_name.c_str(), ms);
       std::fflush(stdout);
     }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_ggkm: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

@@ -8,15 +8,13 @@
 #include <functional>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "data/image.h"
 #include "data/synth.h"
 #include "models/gs.h"
 #include "ops/attention.h"
 #include "bench/bench_util.h"
+#include "train/cli.h"
 #include "ops/ops.h"
 
 using namespace rf;
@@ -32,19 +30,14 @@ static Blobs random_blobs(int64_t n, int64_t h, int64_t w, Device d) {
 }
 
 int main(int argc, char** argv) {
-  std::string dev_name = "cpu";
-  int repeats = 5, fit_iters = 600;
-  std::string image;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--device") && i + 1 < argc) dev_name = argv[++i];
-    else if (!std::strcmp(argv[i], "--repeats") && i + 1 < argc) repeats = std::atoi(argv[++i]);
-    else if (!std::strcmp(argv[i], "--fit-iters") && i + 1 < argc) fit_iters = std::atoi(argv[++i]);
-    else if (!std::strcmp(argv[i], "--image") && i + 1 < argc) image = argv[++i];
-#ifdef _OPENMP
-    else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) omp_set_num_threads(std::atoi(argv[++i]));
-#endif
-  }
-  try {
+  return run_main("bench_gs", [&] {
+    Args a(argc, argv, "usage: bench_gs [--device cpu|cuda] [--repeats 5] [--threads N] [--fit-iters 600] [--image FILE]");
+    const BenchFlags flags = bench_flags(a, 5);
+    const std::string dev_name = flags.device;
+    const int repeats = flags.repeats;
+    const int fit_iters = (int)a.integer("--fit-iters", 600, 1, 1000000);
+    const std::string image = a.str("--image", "");
+    a.check_all_used();
     Device dev = select_device(dev_name);
     const bool gpu = dev == Device::CUDA;
     struct RasterCase { int64_t n, h, w; };
@@ -87,9 +80,6 @@ int main(int argc, char** argv) {
       std::printf("{\"name\": \"attention fwd+bwd N=%lld, 4 heads x 16\", \"device\": \"%s\", \"ms\": %.2f}\n",
                   (long long)n, dev_name.c_str(), ms);
     }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_gs: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

@@ -21,7 +21,6 @@
 //   gs:   one training step of gs's blob deblurrer (3 blocks, width 64, windows of 256) on 16,384 blobs
 //         rendered at 128x128, MSE, AdamW, after one warm-up step and zero_grad.
 #include <malloc.h>
-#include <omp.h>
 
 #include <chrono>
 #include <cstdio>
@@ -31,6 +30,7 @@
 #include <fstream>
 #include <string>
 
+#include "bench/bench_util.h"
 #include "engine/allocator.h"
 #include "layers/layers.h"
 #include "layers/losses.h"
@@ -122,13 +122,12 @@ struct UNet : Module {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string which = "adds", dev_name = "cpu";
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--case") && i + 1 < argc) which = argv[++i];
-    else if (!std::strcmp(argv[i], "--device") && i + 1 < argc) dev_name = argv[++i];
-    else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) omp_set_num_threads(std::atoi(argv[++i]));
-  }
-  try {
+  return run_main("bench_memory", [&] {
+    Args a(argc, argv, "usage: bench_memory [--device cpu|cuda] [--threads N] [--case NAME]");
+    const BenchFlags flags = bench_flags(a, 1);
+    const std::string dev_name = flags.device;
+    const std::string which = a.str("--case", "adds");
+    a.check_all_used();
     Device dev = select_device(dev_name, false);
     Generator g(1);
     Peak p;
@@ -190,9 +189,6 @@ int main(int argc, char** argv) {
     } else {
       throw Error(cat("unknown --case ", which, " (adds, unet, gs)"));
     }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_memory: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

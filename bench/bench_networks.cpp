@@ -9,11 +9,9 @@
 #include <sstream>
 #include <string>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "bench/bench_util.h"
+#include "train/cli.h"
 #include "engine/allocator.h"
 #include "layers/losses.h"
 #include "layers/optim.h"
@@ -26,24 +24,22 @@
 using namespace rf;
 
 int main(int argc, char** argv) {
-  std::string dev_name = "cpu", models = "gkm,ggkm,sft,inik,jdrl", size = "720x1280";
-  int repeats = 1;
-  int64_t crop = 128;
-  bool peak = false;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--device") && i + 1 < argc) dev_name = argv[++i];
-    else if (!std::strcmp(argv[i], "--models") && i + 1 < argc) models = argv[++i];
-    else if (!std::strcmp(argv[i], "--size") && i + 1 < argc) size = argv[++i];
-    else if (!std::strcmp(argv[i], "--crop") && i + 1 < argc) crop = std::atoll(argv[++i]);
-    else if (!std::strcmp(argv[i], "--repeats") && i + 1 < argc) repeats = std::atoi(argv[++i]);
-    else if (!std::strcmp(argv[i], "--peak")) peak = true;
-#ifdef _OPENMP
-    else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) omp_set_num_threads(std::atoi(argv[++i]));
-#endif
-  }
-  try {
+  return run_main("bench_networks", [&] {
+    Args a(argc, argv, "usage: bench_networks [--device cpu|cuda] [--repeats 1] [--threads N] [--models gkm,ggkm,sft,inik,jdrl] [--size 720x1280]\n"
+      "                      [--crop 128] [--peak]", {"--peak"});
+    const BenchFlags flags = bench_flags(a, 1);
+    const std::string dev_name = flags.device;
+    const int repeats = flags.repeats;
+    const std::string models = a.str("--models", "gkm,ggkm,sft,inik,jdrl"), size = a.str("--size", "720x1280");
+    const int64_t crop = a.integer("--crop", 128, 16, 4096);
+    const bool peak = a.flag("--peak");
+    a.check_all_used();
     Device dev = select_device(dev_name, false);
-    const int64_t ih = std::atoll(size.c_str()), iw = std::atoll(size.substr(size.find('x') + 1).c_str());
+    int64_t ih = 0, iw = 0;
+    char rest = 0;
+    RF_CHECK(std::sscanf(size.c_str(), "%ldx%ld%c", &ih, &iw, &rest) == 2 && ih >= 16 && iw >= 16 && ih % 16 == 0 &&
+                 iw % 16 == 0 && ih <= 16384 && iw <= 16384,
+             "--size must be HxW, each side a multiple of 16, got ", size);
     std::stringstream list(models);
     std::string name;
     while (std::getline(list, name, ',')) {
@@ -95,9 +91,6 @@ int main(int argc, char** argv) {
                   (long long)crop, (long long)crop, dev_name.c_str(), ms);
       std::fflush(stdout);
     }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_networks: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

@@ -7,26 +7,20 @@
 #include <functional>
 #include <string>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "bench/bench_util.h"
+#include "train/cli.h"
 #include "ops/ops.h"
 
 using namespace rf;
 
 int main(int argc, char** argv) {
-  std::string dev_name = "cpu";
-  int repeats = 20;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--device") && i + 1 < argc) dev_name = argv[++i];
-    else if (!std::strcmp(argv[i], "--repeats") && i + 1 < argc) repeats = std::atoi(argv[++i]);
-#ifdef _OPENMP
-    else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) omp_set_num_threads(std::atoi(argv[++i]));
-#endif
-  }
-  try {
+  return run_main("bench_reduce", [&] {
+    Args a(argc, argv, "usage: bench_reduce [--device cpu|cuda] [--repeats 20] [--threads N]");
+    const BenchFlags flags = bench_flags(a, 20);
+    const std::string dev_name = flags.device;
+    const int repeats = flags.repeats;
+    a.check_all_used();
     Device dev = select_device(dev_name, false);
     Generator g(1);
     auto report = [&](const char* name, double ms) {
@@ -53,9 +47,6 @@ int main(int argc, char** argv) {
     time("sum columns [4096,1368] -> [1368]", [&] { sum(rows, {0}); });
     Tensor short_rows = rand({1 << 20, 16}, dev, &g);  // rows of 16: the thread path on CUDA
     time("sum rows [1048576,16] -> [1048576]", [&] { sum(short_rows, {1}); });
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_reduce: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }
