@@ -374,7 +374,9 @@ nlohmann::json gs_config_from_state_dict(std::map<std::string, Tensor>& t) {
   while (t.count(cat("deblurrer.blocks.", c.blocks, ".fc1.weight"))) c.blocks++;
   RF_CHECK(c.blocks > 0, "gs: the state dict has no deblurrer blocks (deblurrer.blocks.0.fc1.weight)");
   c.ffn_mult = need("deblurrer.blocks.0.fc1.weight").size(0) / c.dim;
-  c.color_change = need("deblurrer.head.weight").size(0) == 7;
+  GsConfig with_colour = c;
+  with_colour.color_change = true;
+  c.color_change = need("deblurrer.head.weight").size(0) == with_colour.head_outputs();
   // The head count is not visible in the shapes: keep the default when it divides dim.
   if (c.dim % c.heads != 0) c.heads = 1;
   return c.to_json();

@@ -111,8 +111,8 @@ class GsInitializer : public Model {
 // The blob deblurrer of Sec. 3.2: a Transformer over all blobs (3 blocks of self-attention + FFN). A token
 // is a blob's parameters with a Fourier encoding of its position, its depth and the image-level d1, K.
 // Outputs (dtheta, ds1, ds2, do) applied by Eq. 5-8 (+ a colour change dc with cfg.color_change); the output
-// layer starts at zero, so the deblurrer
-// starts at the identity (ds gets a bias of 1e-3 px so that ReLU(ds) has a gradient from the start).
+// layer starts at zero, so the deblurrer starts at the identity (ds gets a bias of 1e-3 px so that ReLU(ds)
+// has a gradient from the start).
 class BlobDeblurrer : public Module {
  public:
   explicit BlobDeblurrer(const GsConfig& c);
