@@ -9,6 +9,7 @@
 #include "engine/safetensors.h"
 #include "ops/attention.h"
 #include "ops/ops.h"
+#include "ops/separable.h"
 #include "engine/progress.h"
 #include "layers/losses.h"
 #include "data/metrics.h"
@@ -143,7 +144,7 @@ nlohmann::json GsConfig::to_json() const {
           {"dim", dim},           {"heads", heads},                   {"blocks", blocks},
           {"ffn_mult", ffn_mult}, {"window", window},                 {"max_full_tokens", max_full_tokens},
           {"window_beyond", window_beyond}, {"fit_iters", fit_iters}, {"residual", residual},
-          {"color_change", color_change}};
+          {"color_change", color_change}, {"context", context}};
 }
 
 GsConfig GsConfig::from_json(const nlohmann::json& j) {
@@ -162,6 +163,7 @@ GsConfig GsConfig::from_json(const nlohmann::json& j) {
   r.get("fit_iters", c.fit_iters, 1, 10'000'000);
   r.get("residual", c.residual);
   r.get("color_change", c.color_change);
+  r.get("context", c.context);
   r.finish();
   RF_CHECK(c.dim % c.heads == 0 && c.dim / c.heads <= 64, "gs config: dim ", c.dim, " must split into ", c.heads,
            " heads of at most 64");
@@ -236,7 +238,7 @@ NamedTensors GsInitializer::forward_named(const std::map<std::string, Tensor>& i
 
 // --- blob deblurrer -------------------------------------------------------------------------------------------
 BlobDeblurrer::BlobDeblurrer(const GsConfig& c) : cfg_(c) {
-  embed_ = register_module("embed", std::make_shared<Linear>(kTokenFeatures, c.dim));
+  embed_ = register_module("embed", std::make_shared<Linear>(c.token_features(), c.dim));
   for (int64_t i = 0; i < c.blocks; ++i)
     blocks_.push_back(register_module("blocks." + std::to_string(i), std::make_shared<TransformerBlock>(c.dim, c.heads, c.ffn_mult)));
   ln_out_ = register_module("ln_out", std::make_shared<LayerNorm>(c.dim));
@@ -275,7 +277,7 @@ static std::vector<int64_t> morton_order(const Tensor& means, int64_t h, int64_t
 }
 
 Blobs BlobDeblurrer::forward(const Blobs& b, const Tensor& d2, const Tensor& d1, const Tensor& log_k, int64_t h,
-                             int64_t w) {
+                             int64_t w, const Tensor& context) {
   const int64_t n = b.size();
   const Device dev = b.means.device();
   // Token features (31): a Fourier encoding of the position in pixels (periods 4 to 64 px: the same
@@ -298,6 +300,11 @@ Blobs BlobDeblurrer::forward(const Blobs& b, const Tensor& d2, const Tensor& d1,
   f.push_back(d2.defined() ? d2.reshape({n, 1}) : zero);
   f.push_back(d1.defined() ? expand(d1.reshape({1, 1}), {n, 1}) : zero);
   f.push_back(log_k.defined() ? expand(log_k.reshape({1, 1}), {n, 1}) : zero);
+  if (cfg_.context) {
+    RF_CHECK(!context.defined() || (context.dim() == 2 && context.size(0) == n && context.size(1) == 9),
+             "blob deblurrer: context must be [", n, ", 9], got ", describe(context));
+    f.push_back(context.defined() ? context : blob_context(b, h, w));
+  }
   Tensor tokens = concat(f, 1);
 
   std::vector<int64_t> order = morton_order(b.means, h, w), inverse(n);
@@ -313,6 +320,25 @@ Blobs BlobDeblurrer::forward(const Blobs& b, const Tensor& d2, const Tensor& d1,
   Tensor colors = cfg_.color_change ? b.colors + slice(out, 1, 4, 7) : b.colors;
   return Blobs{b.means, b.theta + dphi, clamp(b.scales - ds, kMinScale, 1e30f), colors,
                clamp(b.opacity + dop, 0.f, 1.f)};
+}
+
+Tensor blob_context(const Blobs& blobs, int64_t h, int64_t w) {
+  NoGrad ng;
+  const int64_t n = blobs.size();
+  Blobs b{blobs.means.detach(), blobs.theta.detach(), blobs.scales.detach(), blobs.colors.detach(), blobs.opacity.detach()};
+  Tensor render = unsqueeze(rasterize(b, h, w), 0);  // [1, 3, H, W]
+  Tensor scale = from_vector({2.f / (float)w, 2.f / (float)h}, {1, 2}, b.means.device());
+  Tensor grid = (b.means * scale - 1.f).reshape({1, n, 1, 2});
+  auto at_centres = [&](const Tensor& img) { return grid_sample(img, grid, false, GridPadding::Border).reshape({3, n}); };
+  Tensor centre = at_centres(render);
+  std::vector<Tensor> f;
+  for (float sigma : {1.f, 2.f, 4.f}) {
+    const int radius = (int)std::ceil(3.f * sigma);
+    std::vector<float> taps = gaussian_taps(sigma, radius);
+    Tensor blurred = separable_filter(pad2d(render, radius, radius, radius, radius, PadMode::Replicate), taps, taps);
+    f.push_back((centre - at_centres(blurred)) * 4.f);
+  }
+  return permute(concat(f, 0), {1, 0});  // [N, 9]
 }
 
 GsModel::GsModel(const GsConfig& c) : cfg(c) {
@@ -377,6 +403,9 @@ nlohmann::json gs_config_from_state_dict(std::map<std::string, Tensor>& t) {
   GsConfig with_colour = c;
   with_colour.color_change = true;
   c.color_change = need("deblurrer.head.weight").size(0) == with_colour.head_outputs();
+  GsConfig with_context = c;
+  with_context.context = true;
+  c.context = embed.size(1) == with_context.token_features();
   // The head count is not visible in the shapes: keep the default when it divides dim.
   if (c.dim % c.heads != 0) c.heads = 1;
   return c.to_json();
@@ -412,7 +441,7 @@ GsResult gs_deblur(GsModel& m, const Tensor& image, const Tensor& depth_in, int 
 }
 
 Blobs crop_blobs(const Blobs& b, const Tensor& d2, int64_t top, int64_t left, int64_t size, int k, bool flip_x,
-                 bool flip_y, float margin, Tensor* d2_out) {
+                 bool flip_y, float margin, Tensor* d2_out, const Tensor& context, Tensor* context_out) {
   // crop_square's output -> crop map, in continuous coordinates (pixel p spans [p, p + 1), so s - 1 - p
   // becomes s - X): in = A out + t, found by mapping three points.
   const float s = (float)size;
@@ -435,9 +464,11 @@ Blobs crop_blobs(const Blobs& b, const Tensor& d2, int64_t top, int64_t left, in
        op = b.opacity.to_vector();
   std::vector<float> dv = d2.defined() ? d2.to_vector() : std::vector<float>();
   std::vector<float> nm, nth, nsc, nco, nop, nd;
+  std::vector<int64_t> kept;
   for (int64_t i = 0; i < b.size(); ++i) {
     float cx = m[2 * i] - (float)left, cy = m[2 * i + 1] - (float)top;
     if (cx < -margin || cy < -margin || cx >= s + margin || cy >= s + margin) continue;
+    kept.push_back(i);
     // out = A^T (in - t), A orthogonal; the blob's axis turns the same way.
     float ix = cx - tx, iy = cy - ty;
     nm.push_back(a00 * ix + a10 * iy);
@@ -452,6 +483,8 @@ Blobs crop_blobs(const Blobs& b, const Tensor& d2, int64_t top, int64_t left, in
   const int64_t n = (int64_t)nop.size();
   Device d = b.means.device();
   if (d2_out) *d2_out = dv.empty() ? Tensor() : from_vector(nd, {n}, d);
+  // The local contrast is isotropic: rotations and flips leave it as it is.
+  if (context_out) *context_out = context.defined() ? gather_rows(context, kept) : Tensor();
   return Blobs{from_vector(nm, {n, 2}, d), from_vector(nth, {n}, d), from_vector(nsc, {n, 2}, d),
                from_vector(nco, {n, 3}, d), from_vector(nop, {n}, d)};
 }

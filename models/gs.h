@@ -80,6 +80,11 @@ struct GsConfig {
   // by default: trained for 600 steps on the demo's data it stayed at the identity, like the paper's head.
   bool color_change = false;
   int64_t head_outputs() const { return color_change ? 7 : 4; }  // dtheta, ds1, ds2, do (+ dc RGB)
+  // [ours] Each token also carries the local contrast of the fitted render around its blob (centre minus
+  // Gaussian blurs at 1, 2 and 4 px, RGB): a blob alone does not know whether it sits on an edge, and
+  // undoing blur is a difference between neighbours. false: the paper's tokens (blob parameters + depth).
+  bool context = false;
+  int64_t token_features() const { return 31 + (context ? 9 : 0); }
   nlohmann::json to_json() const;
   static GsConfig from_json(const nlohmann::json& j);
   int64_t window_for(int64_t n) const { return window > 0 ? window : (n <= max_full_tokens ? 0 : window_beyond); }
@@ -110,15 +115,18 @@ class GsInitializer : public Model {
 
 // The blob deblurrer of Sec. 3.2: a Transformer over all blobs (3 blocks of self-attention + FFN). A token
 // is a blob's parameters with a Fourier encoding of its position, its depth and the image-level d1, K.
+// With cfg.context the token also carries blob_context's 9 features.
 // Outputs (dtheta, ds1, ds2, do) applied by Eq. 5-8 (+ a colour change dc with cfg.color_change); the output
 // layer starts at zero, so the deblurrer starts at the identity (ds gets a bias of 1e-3 px so that ReLU(ds)
 // has a gradient from the start).
 class BlobDeblurrer : public Module {
  public:
   explicit BlobDeblurrer(const GsConfig& c);
-  // d2 [N] (or undefined), d1 and log_k [1] (or undefined): depth inputs. Returns the adjusted blobs.
-  Blobs forward(const Blobs& b, const Tensor& d2, const Tensor& d1, const Tensor& log_k, int64_t height, int64_t width);
-  static constexpr int64_t kTokenFeatures = 31;
+  // d2 [N] (or undefined), d1 and log_k [1] (or undefined): depth inputs. context: blob_context of the whole
+  // image the blobs came from (training crops pass it, so that a crop's edge does not change it); computed
+  // from b when undefined. Returns the adjusted blobs.
+  Blobs forward(const Blobs& b, const Tensor& d2, const Tensor& d1, const Tensor& log_k, int64_t height, int64_t width,
+                const Tensor& context = Tensor());
 
  private:
   GsConfig cfg_;
@@ -126,6 +134,11 @@ class BlobDeblurrer : public Module {
   std::shared_ptr<LayerNorm> ln_out_;
   std::vector<std::shared_ptr<TransformerBlock>> blocks_;  // blocks.<i>.{ln1, qkv, proj, ln2, fc1, fc2}
 };
+
+// [ours] The local contrast of the blobs' render at each blob centre: render - gaussian_blur(render, sigma) for
+// sigma = 1, 2, 4 px, bilinearly sampled at the centre, x4 -> [N, 9] (sigma-major, RGB within). A constant of
+// the blobs (no gradient): the fitted blobs are the deblurrer's input, not its output.
+Tensor blob_context(const Blobs& b, int64_t height, int64_t width);
 
 // The whole network: initializer.* and deblurrer.* parameters in one checkpoint.
 class GsModel : public Model {
@@ -170,10 +183,11 @@ GsResult gs_deblur(GsModel& m, const Tensor& image, const Tensor& depth, int fit
 void scale_change(const Blobs& before, const Blobs& after, double* ds1, double* ds2);
 
 // The blobs of a square crop (centres within `margin` px of it), seen through the same rotation and flips
-// as data/loader.h's crop_square, so that they render the transformed crop. d2 (per blob, may be
-// undefined) is carried along.
+// as data/loader.h's crop_square, so that they render the transformed crop. d2 [N] and context [N, 9] (per
+// blob, may be undefined) are carried along.
 Blobs crop_blobs(const Blobs& b, const Tensor& d2, int64_t top, int64_t left, int64_t size, int k, bool flip_x,
-                 bool flip_y, float margin, Tensor* d2_out);
+                 bool flip_y, float margin, Tensor* d2_out, const Tensor& context = Tensor(),
+                 Tensor* context_out = nullptr);
 
 // Blobs on disk: safetensors with means, theta, scales, colors, opacity (+ d1, K) and the image size.
 void save_blobs(const std::string& path, const FitParams& p, int64_t height, int64_t width);

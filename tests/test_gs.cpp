@@ -2,6 +2,7 @@
 // (The rasterizer and attention ops are tested in test_op_table.cpp against their naive oracles.)
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -112,6 +113,96 @@ TEST_CASE("blob deblurrer with a colour change: identity at initialisation, colo
   for (auto& [name, t] : fresh.named_parameters()) sd["deblurrer." + name] = t;
   sd["initializer.enc1.0.weight"] = zeros({32, 4, 3, 3});
   CHECK(gs_config_from_state_dict(sd)["color_change"].get<bool>());  // `convert` reads it off the head's shape
+}
+
+// blob_context against a direct computation: blobs centred on pixel centres (so bilinear sampling reads one
+// pixel), the Gaussian blur as a plain 2-D sum with replicated edges.
+TEST_CASE("blob_context: the render minus its Gaussian blurs at 1, 2, 4 px, at each blob centre") {
+  const int64_t h = 20, w = 26;
+  Blobs b = random_blobs(30, (float)h, (float)w, 31, 0.6f, 2.5f);
+  auto m = b.means.to_vector();
+  for (float& v : m) v = std::floor(v) + 0.5f;
+  b.means = from_vector(m, {30, 2});
+  Tensor ctx = blob_context(b, h, w);
+  REQUIRE(ctx.shape() == std::vector<int64_t>{30, 9});
+  auto img = rasterize(b, h, w).to_vector(), got = ctx.to_vector();
+  auto px = [&](int c, int64_t y, int64_t x) {
+    y = std::clamp<int64_t>(y, 0, h - 1);
+    x = std::clamp<int64_t>(x, 0, w - 1);
+    return (double)img[(size_t)((c * h + y) * w + x)];
+  };
+  double largest = 0;
+  for (int64_t i = 0; i < 30; ++i) {
+    const int64_t x = (int64_t)m[2 * i], y = (int64_t)m[2 * i + 1];
+    for (int k = 0; k < 3; ++k) {
+      const double sigma = 1 << k;
+      const int r = (int)std::ceil(3 * sigma);
+      for (int c = 0; c < 3; ++c) {
+        double sum = 0, norm = 0;
+        for (int dy = -r; dy <= r; ++dy)
+          for (int dx = -r; dx <= r; ++dx) {
+            const double g = std::exp(-(dx * dx + dy * dy) / (2 * sigma * sigma));
+            sum += g * px(c, y + dy, x + dx);
+            norm += g;
+          }
+        const double expect = 4 * (px(c, y, x) - sum / norm);
+        largest = std::max(largest, std::fabs(expect));
+        CHECK(got[(size_t)(i * 9 + k * 3 + c)] == doctest::Approx(expect).epsilon(1e-4).scale(1));
+      }
+    }
+  }
+  CHECK(largest > 0.05);  // the blobs do make contrast to measure
+}
+
+TEST_CASE("blob deblurrer with local-contrast tokens: identity at start, the context reaches the weights, crops carry it") {
+  GsConfig cfg;
+  cfg.dim = 32;
+  cfg.heads = 2;
+  cfg.color_change = cfg.context = true;
+  manual_seed(11);
+  BlobDeblurrer d(cfg);
+  Blobs b = random_blobs(50, 30, 30, 32, 0.5f, 2.f);
+  Blobs out = d.forward(b, Tensor(), Tensor(), Tensor(), 30, 30);
+  CHECK(max_abs_diff(out.colors, b.colors) == 0.0);
+  // the context's columns of the embedding get gradients (once the head is not zero), and a given context is used
+  // instead of the blobs' own
+  for (auto& [name, t] : d.named_parameters())
+    if (name == "head.weight") t.copy_(uniform_input({cfg.head_outputs(), cfg.dim}, -0.2f, 0.2f, 33));
+  mse_loss(rasterize(d.forward(b, Tensor(), Tensor(), Tensor(), 30, 30), 30, 30), rasterize(b, 30, 30) * 1.2f).backward();
+  for (auto& [name, t] : d.named_parameters())
+    if (name == "embed.weight") {
+      REQUIRE(t.size(1) == cfg.token_features());
+      auto g = t.grad().to_vector();
+      double context_columns = 0;
+      for (int64_t r = 0; r < cfg.dim; ++r)
+        for (int64_t c = 31; c < 40; ++c) context_columns += std::fabs(g[(size_t)(r * 40 + c)]);
+      CHECK(context_columns > 0);
+    }
+  Tensor own = blob_context(b, 30, 30);
+  CHECK(max_abs_diff(d.forward(b, Tensor(), Tensor(), Tensor(), 30, 30, own).colors,
+                     d.forward(b, Tensor(), Tensor(), Tensor(), 30, 30).colors) == 0.0);
+  CHECK(max_abs_diff(d.forward(b, Tensor(), Tensor(), Tensor(), 30, 30, own * 3.f).colors,
+                     d.forward(b, Tensor(), Tensor(), Tensor(), 30, 30).colors) > 1e-4);
+  CHECK_THROWS(d.forward(b, Tensor(), Tensor(), Tensor(), 30, 30, zeros({49, 9})));
+  // crop_blobs carries each kept blob's context row (the same rows as its d2)
+  Tensor d2 = from_vector([] { std::vector<float> v(50); for (int i = 0; i < 50; ++i) v[(size_t)i] = (float)i; return v; }(), {50});
+  Tensor d2c, ctxc;
+  crop_blobs(b, d2, 4, 6, 16, 1, true, false, 2.f, &d2c, own, &ctxc);
+  REQUIRE(ctxc.size(0) == d2c.size(0));
+  REQUIRE(d2c.size(0) > 3);
+  auto rows = d2c.to_vector();
+  std::vector<int64_t> index;
+  for (float r : rows) index.push_back((int64_t)r);
+  CHECK(max_abs_diff(ctxc, gather_rows(own, index)) == 0.0);
+  // config round trip; old configs read as the paper's tokens; `convert` reads it off the embedding's width
+  CHECK_FALSE(GsConfig::from_json({{"dim", 32}, {"heads", 2}}).context);
+  CHECK(GsConfig::from_json(cfg.to_json()).context);
+  std::map<std::string, Tensor> sd;
+  for (auto& [name, t] : d.named_parameters()) sd["deblurrer." + name] = t;
+  sd["initializer.enc1.0.weight"] = zeros({32, 4, 3, 3});
+  auto read = gs_config_from_state_dict(sd);
+  CHECK(read["context"].get<bool>());
+  CHECK(read["color_change"].get<bool>());
 }
 
 TEST_CASE("blob deblurrer with windowed attention and depth inputs") {

@@ -27,6 +27,7 @@ namespace {
 struct CachedFit {
   Blobs blobs;
   Tensor d2, d1, log_k;  // depth inputs of the deblurrer (undefined without depth)
+  Tensor context;        // blob_context of the whole image (with cfg.context)
   int64_t h = 0, w = 0;
 };
 
@@ -93,6 +94,7 @@ struct GsTraining {
         c.d1 = p.d1.to(ctx->device);
         c.log_k = p.log_k.to(ctx->device);
       }
+      if (m.cfg.context) c.context = blob_context(c.blobs, c.h, c.w);
       RF_CHECK(c.h >= ctx->opt.crop && c.w >= ctx->opt.crop, ds.samples[i].input, " is smaller than --crop ", ctx->opt.crop);
       targets[i] = read_image(ds.samples[i].target, 3);
       if (m.cfg.residual) inputs[i] = read_image(ds.samples[i].input, 3);
@@ -114,10 +116,10 @@ struct GsTraining {
       int64_t top = g.randint(c.h - crop + 1), left = g.randint(c.w - crop + 1);
       int k = (int)g.randint(4);
       bool fx = g.uniform() < 0.5f, fy = g.uniform() < 0.5f;
-      Tensor d2;
-      Blobs blobs = crop_blobs(c.blobs, c.d2, top, left, crop, k, fx, fy, margin, &d2);
+      Tensor d2, context;
+      Blobs blobs = crop_blobs(c.blobs, c.d2, top, left, crop, k, fx, fy, margin, &d2, c.context, &context);
       Tensor target = crop_square(targets[idx], top, left, crop, k, fx, fy).to(ctx->device);
-      Blobs adjusted = m.deblurrer->forward(blobs, d2, c.d1, c.log_k, crop, crop);
+      Blobs adjusted = m.deblurrer->forward(blobs, d2, c.d1, c.log_k, crop, crop, context);
       Tensor before;  // what the deblurrer starts from: the input (residual output) or nothing
       {
         NoGrad ng;
@@ -161,7 +163,8 @@ Recipe gs_recipe() {
       {"--ssim-weight", "ssim_weight", 0.0, "deblurrer loss: MSE + w (1 - SSIM) (0.3 traded PSNR for SSIM)", 0, 100},
       {"--window", "window", (int64_t)-1, "attention within windows of N Z-ordered blobs (0: all; -1: 256 on CPU, all on GPU)", -1, 1e9},
       {"--no-depth", "no_depth", false, "train the paper's \"w/o depth\" variant even when the data has depth"},
-      {"--color-change", "color_change", false, "[ours] the deblurrer also changes blob colours (Eq. 5-8 change theta, s, o)"},
+      {"--paper-deblurrer", "paper_deblurrer", false,
+       "the paper's deblurrer: tokens of blob parameters and depth, Eq. 5-8 only (default [ours]: + local contrast, colour change)"},
       {"--paper-output", "paper_output", false, "output render(Phi_a) as the paper does, not input + render(Phi_a) - render(Phi)"},
       {"--from", "from", std::string(), "start at the deblurrer with RUN's initializer and cached fits (ablations)"},
   };
@@ -191,7 +194,9 @@ Recipe gs_recipe() {
     int64_t window = n["window"].get<int64_t>();
     c.window = window >= 0 ? window : (ctx.device == Device::CPU ? 256 : 0);
     c.residual = !n["paper_output"].get<bool>();
-    c.color_change = n["color_change"].get<bool>();
+    // [ours] by default (README, issue 13): on the demo's data the paper's head gains +0.07 dB over the input,
+    // a colour change +0.21 dB, the colour change with local-contrast tokens +0.40 dB (600 steps).
+    c.color_change = c.context = !n["paper_deblurrer"].get<bool>();
     c.use_depth = !n["no_depth"].get<bool>();
     if (c.use_depth && !ctx.train.has_depth()) {
       std::fprintf(stderr, "train_gs: %s has no depth maps: training the paper's \"w/o depth\" variant\n", ctx.opt.data.c_str());
