@@ -8,7 +8,7 @@
 #   env: JUDGE_DATA (default data/judge; made here when missing), PIXEL4 (default
 #        ../shared/realdefocus/dual_pixel_defocus_estimation_deblurring; skipped when absent),
 #        DEVICE (default: cpu for the cpu recipe, cuda for gpu), RUN (default runs/judge_NAME_RECIPE),
-#        TRAIN_ARGS (extra trainer flags), SKIP_TRAIN=1 (score an existing run).
+#        TRAIN_ARGS (extra trainer flags, shown in the row), SKIP_TRAIN=1 (score an existing run).
 set -euo pipefail
 NAME=${1:?usage: scripts/judge.sh NAME cpu|gpu [BUILD]}
 RECIPE=${2:?usage: scripts/judge.sh NAME cpu|gpu [BUILD]}
@@ -80,9 +80,10 @@ for size in 720x1280 1120x1680; do
       "$OUT/img_$size/train_c/source/synth_00000.png" "$OUT/deblurred_$size.png" 2>"$OUT/deblur_$size.log"
 done
 
-/usr/bin/python3 - "$NAME" "$RECIPE" "$RUN" "$OUT" "$DEVICE" <<'PYEOF'
+/usr/bin/python3 - "$NAME" "$RECIPE" "$RUN" "$OUT" "$DEVICE" "${TRAIN_ARGS:-}" <<'PYEOF'
 import json, os, re, sys
-name, recipe, run, out, device = sys.argv[1:]
+name, recipe, run, out, device, train_args = sys.argv[1:]
+train_args = re.sub(r"--variant\s+\S+", "", train_args).strip()  # the variant is the row's name already
 def summary(d):
     p = os.path.join(out, d, "summary.json")
     return json.load(open(p)) if os.path.exists(p) else None
@@ -101,7 +102,7 @@ row = {
     "synth_identity_psnr": si["psnr"], "synth_psnr": sm["psnr"], "synth_identity_ssim": si["ssim"], "synth_ssim": sm["ssim"],
     "pixel4_identity_psnr": pi["psnr"] if pi else None, "pixel4_psnr": pm["psnr"] if pm else None,
     "pixel4_identity_ssim": pi["ssim"] if pi else None, "pixel4_ssim": pm["ssim"] if pm else None,
-    "seconds_1280x720": t720, "peak_memory_1680x1120": m1680, "device": device,
+    "seconds_1280x720": t720, "peak_memory_1680x1120": m1680, "device": device, "train_args": train_args or None,
 }
 f = lambda v, p=2: "–" if v is None else f"{v:.{p}f}"
 gain = sm["psnr"] - si["psnr"]
@@ -110,7 +111,7 @@ row["pixel4_note"] = open(skipped).read().strip() if os.path.exists(skipped) els
 json.dump(row, open(f"results/{name}_{recipe}.json", "w"), indent=2)
 pixel4 = (f"{f(row['pixel4_psnr'])} ({(row['pixel4_psnr'] or 0) - (row['pixel4_identity_psnr'] or 0):+.2f}) / {f(row['pixel4_ssim'], 3)}"
           if row["pixel4_psnr"] is not None else (row["pixel4_note"] or "–"))
-md = (f"| {name} | {recipe} | {row['parameters']/1e6:.2f} M | {row['train_minutes']} min | "
+md = (f"| {name}{f' ({train_args})' if train_args else ''} | {recipe} | {row['parameters']/1e6:.2f} M | {row['train_minutes']} min | "
       f"{f(sm['psnr'])} ({gain:+.2f}) / {f(sm['ssim'], 3)} | "
       f"{pixel4} | "
       f"{f(t720)} s ({device}) | {m1680 or '–'} |")
