@@ -343,6 +343,7 @@ TEST_CASE("configs, numeric flags, unknown flags and paths are checked before an
   check_refused(run(train + " --out " + (f.d / "t6") + " --iters 4294967297"), "--iters wrap", {"option --iters must be between"});
   check_refused(run(train + " --out " + (f.d / "t7") + " --iters 12x"), "--iters 12x", {"option --iters expects an integer, got '12x'"});
   check_refused(run(train + " --out " + (f.d / "t8") + " --lr nan"), "--lr nan", {"option --lr must be between"});
+  check_refused(run(train + " --out " + (f.d / "t9") + " --loss l1"), "--loss l1", {"--loss must be mse or psnr, got 'l1'"});
   check_refused(run("gs_fit " + f.image + " --out " + (f.d / "g") + " --lr inf"), "gs_fit --lr inf", {"option --lr must be between"});
   check_refused(run("make_synth --out " + (f.d / "m1") + " --n 99999999999999 --size 32x32"), "--n huge", {"option --n must be between"});
   check_refused(run("make_synth --out " + (f.d / "m2") + " --n 1 --size 99999x99999"), "--size huge",

@@ -5,6 +5,7 @@
 //                    target (AdamW, cosine decay, random crops of the cached blobs with flips and rotations,
 //                    MSE; --ssim-weight adds w (1 - SSIM)).
 // Datasets without depth maps train the paper's "w/o depth" variant.
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 
@@ -106,6 +107,7 @@ struct GsTraining {
     GsModel& m = model();
     const int64_t crop = ctx->opt.crop, batch = ctx->opt.batch;
     const float ssim_weight = (float)ctx->opt.net["ssim_weight"].get<double>(), margin = 8.f;
+    const bool psnr_loss = ctx->opt.net["loss"].get<std::string>() == "psnr";
     const bool measure = step % 50 == 0;
     Tensor loss;
     double before_psnr = 0, after_psnr = 0;
@@ -129,6 +131,9 @@ struct GsTraining {
       Tensor r = rasterize(adjusted, crop, crop);
       if (m.cfg.residual) r = r + before;
       Tensor l = mse_loss(r, target);
+      // -PSNR of the crop: a crop's error relative to its own size, as the mean PSNR over images weighs it (the
+      // mean MSE is dominated by the blurriest crops and lets nearly sharp ones lose whole dBs).
+      if (psnr_loss) l = log(l + 1e-8f) * (10.f / std::log(10.f));
       if (ssim_weight > 0) l = l + ssim_weight * (1.f - ssim_index(r, target));
       loss = loss.defined() ? loss + l : l;
       if (measure) {
@@ -160,6 +165,7 @@ Recipe gs_recipe() {
       {"--init-lr", "init_lr", 1e-3, "initializer learning rate (Adam)", 1e-8, 1},
       {"--fit-iters", "fit_iters", (int64_t)600, "Adam iterations of each blob fit (training and test time)", 1, 1e6},
       {"--min-lr", "min_lr", 8e-5, "the deblurrer's learning rate at the end of its cosine decay", 0, 1},
+      {"--loss", "loss", std::string("psnr"), "deblurrer loss: psnr (the mean over crops of -PSNR, as the mean PSNR weighs images) or mse"},
       {"--ssim-weight", "ssim_weight", 0.0, "deblurrer loss: MSE + w (1 - SSIM) (0.3 traded PSNR for SSIM)", 0, 100},
       {"--window", "window", (int64_t)-1, "attention within windows of N Z-ordered blobs (0: all; -1: 256 on CPU, all on GPU)", -1, 1e9},
       {"--no-depth", "no_depth", false, "train the paper's \"w/o depth\" variant even when the data has depth"},
@@ -189,6 +195,8 @@ Recipe gs_recipe() {
 
   r.model_config = [](const TrainContext& ctx) {
     const nlohmann::json& n = ctx.opt.net;
+    const std::string loss = n["loss"].get<std::string>();
+    RF_CHECK(loss == "mse" || loss == "psnr", "train_gs: --loss must be mse or psnr, got '", loss, "'");
     GsConfig c;
     c.fit_iters = (int)n["fit_iters"].get<int64_t>();
     int64_t window = n["window"].get<int64_t>();
