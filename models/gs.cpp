@@ -72,13 +72,18 @@ Tensor normalise_depth(const Tensor& depth) {
   return depth / mx;
 }
 
-Tensor depth_at_blobs(const Tensor& depth_norm, const Tensor& means) {
+// A [C, H, W] (or [1, C, H, W]) map bilinearly sampled at the blob centres -> [C, N], without gradient.
+static Tensor sample_at_centres(const Tensor& map, const Tensor& means) {
   NoGrad ng;
-  const int64_t h = depth_norm.size(-2), w = depth_norm.size(-1), n = means.size(0);
+  const int64_t c = map.size(-3), h = map.size(-2), w = map.size(-1), n = means.size(0);
   // Pixel coordinates [0, W] map onto grid_sample's [-1, 1] (align_corners = false).
   Tensor scale = from_vector({2.f / (float)w, 2.f / (float)h}, {1, 2}, means.device());
   Tensor grid = (means.detach() * scale - 1.f).reshape({1, n, 1, 2});
-  return grid_sample(depth_norm.reshape({1, 1, h, w}), grid, false, GridPadding::Border).reshape({n});
+  return grid_sample(map.reshape({1, c, h, w}), grid, false, GridPadding::Border).reshape({c, n});
+}
+
+Tensor depth_at_blobs(const Tensor& depth_norm, const Tensor& means) {
+  return sample_at_centres(depth_norm.reshape({1, depth_norm.size(-2), depth_norm.size(-1)}), means).reshape({means.size(0)});
 }
 
 Tensor depth_regulariser(const Tensor& d2, const Tensor& scales, const Tensor& d1, const Tensor& k, float side) {
@@ -280,7 +285,7 @@ Blobs BlobDeblurrer::forward(const Blobs& b, const Tensor& d2, const Tensor& d1,
                              int64_t w, const Tensor& context) {
   const int64_t n = b.size();
   const Device dev = b.means.device();
-  // Token features (31): a Fourier encoding of the position in pixels (periods 4 to 64 px: the same
+  // Token features (31, + 9 with cfg.context): a Fourier encoding of the position in pixels (periods 4 to 64 px: the same
   // features for a blob in a training crop and in a whole test image, and fine enough to tell neighbours
   // apart), orientation (mod pi), log-scales, colour, opacity, depth at the centre, image-level d1 and
   // log K (zeros without depth). The image size itself is deliberately not a feature.
@@ -301,8 +306,8 @@ Blobs BlobDeblurrer::forward(const Blobs& b, const Tensor& d2, const Tensor& d1,
   f.push_back(d1.defined() ? expand(d1.reshape({1, 1}), {n, 1}) : zero);
   f.push_back(log_k.defined() ? expand(log_k.reshape({1, 1}), {n, 1}) : zero);
   if (cfg_.context) {
-    RF_CHECK(!context.defined() || (context.dim() == 2 && context.size(0) == n && context.size(1) == 9),
-             "blob deblurrer: context must be [", n, ", 9], got ", describe(context));
+    RF_CHECK(!context.defined() || (context.dim() == 2 && context.size(0) == n && context.size(1) == GsConfig::kContextFeatures),
+             "blob deblurrer: context must be [", n, ", ", GsConfig::kContextFeatures, "], got ", describe(context));
     f.push_back(context.defined() ? context : blob_context(b, h, w));
   }
   Tensor tokens = concat(f, 1);
@@ -324,12 +329,9 @@ Blobs BlobDeblurrer::forward(const Blobs& b, const Tensor& d2, const Tensor& d1,
 
 Tensor blob_context(const Blobs& blobs, int64_t h, int64_t w) {
   NoGrad ng;
-  const int64_t n = blobs.size();
   Blobs b{blobs.means.detach(), blobs.theta.detach(), blobs.scales.detach(), blobs.colors.detach(), blobs.opacity.detach()};
   Tensor render = unsqueeze(rasterize(b, h, w), 0);  // [1, 3, H, W]
-  Tensor scale = from_vector({2.f / (float)w, 2.f / (float)h}, {1, 2}, b.means.device());
-  Tensor grid = (b.means * scale - 1.f).reshape({1, n, 1, 2});
-  auto at_centres = [&](const Tensor& img) { return grid_sample(img, grid, false, GridPadding::Border).reshape({3, n}); };
+  auto at_centres = [&](const Tensor& img) { return sample_at_centres(img, b.means); };
   Tensor centre = at_centres(render);
   std::vector<Tensor> f;
   for (float sigma : {1.f, 2.f, 4.f}) {

@@ -84,7 +84,8 @@ struct GsConfig {
   // Gaussian blurs at 1, 2 and 4 px, RGB): a blob alone does not know whether it sits on an edge, and
   // undoing blur is a difference between neighbours. false: the paper's tokens (blob parameters + depth).
   bool context = false;
-  int64_t token_features() const { return 31 + (context ? 9 : 0); }
+  static constexpr int64_t kContextFeatures = 9;  // 3 blur scales x RGB
+  int64_t token_features() const { return 31 + (context ? kContextFeatures : 0); }
   nlohmann::json to_json() const;
   static GsConfig from_json(const nlohmann::json& j);
   int64_t window_for(int64_t n) const { return window > 0 ? window : (n <= max_full_tokens ? 0 : window_beyond); }

@@ -80,11 +80,18 @@ TEST_CASE("blob deblurrer: identity at initialisation, Eq. 5-8 updates, gradient
   }
 }
 
-TEST_CASE("blob deblurrer with a colour change: identity at initialisation, colours move, gradients reach dc") {
+// A deblurrer small enough for the tests (dim 32, 2 heads) with the given [ours] options.
+static GsConfig small_deblurrer(bool color_change, bool context) {
   GsConfig cfg;
   cfg.dim = 32;
   cfg.heads = 2;
-  cfg.color_change = true;
+  cfg.color_change = color_change;
+  cfg.context = context;
+  return cfg;
+}
+
+TEST_CASE("blob deblurrer with a colour change: identity at initialisation, colours move, gradients reach dc") {
+  GsConfig cfg = small_deblurrer(true, false);
   manual_seed(8);
   BlobDeblurrer d(cfg);
   Blobs b = random_blobs(40, 30, 30, 27, 0.5f, 2.f);
@@ -155,10 +162,7 @@ TEST_CASE("blob_context: the render minus its Gaussian blurs at 1, 2, 4 px, at e
 }
 
 TEST_CASE("blob deblurrer with local-contrast tokens: identity at start, the context reaches the weights, crops carry it") {
-  GsConfig cfg;
-  cfg.dim = 32;
-  cfg.heads = 2;
-  cfg.color_change = cfg.context = true;
+  GsConfig cfg = small_deblurrer(true, true);
   manual_seed(11);
   BlobDeblurrer d(cfg);
   Blobs b = random_blobs(50, 30, 30, 32, 0.5f, 2.f);
@@ -174,8 +178,9 @@ TEST_CASE("blob deblurrer with local-contrast tokens: identity at start, the con
       REQUIRE(t.size(1) == cfg.token_features());
       auto g = t.grad().to_vector();
       double context_columns = 0;
+      const int64_t cols = cfg.token_features(), first = cols - GsConfig::kContextFeatures;  // context comes last
       for (int64_t r = 0; r < cfg.dim; ++r)
-        for (int64_t c = 31; c < 40; ++c) context_columns += std::fabs(g[(size_t)(r * 40 + c)]);
+        for (int64_t c = first; c < cols; ++c) context_columns += std::fabs(g[(size_t)(r * cols + c)]);
       CHECK(context_columns > 0);
     }
   Tensor own = blob_context(b, 30, 30);

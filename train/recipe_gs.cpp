@@ -3,7 +3,7 @@
 //   2. fits        — every training image is fitted (initializer + Adam, Eq. 15) and cached in RUN/fits/;
 //   3. deblurrer   — the Transformer learns to adjust fitted blobs so that their render matches the sharp
 //                    target (AdamW, cosine decay, random crops of the cached blobs with flips and rotations,
-//                    MSE; --ssim-weight adds w (1 - SSIM)).
+//                    the mean -PSNR over crops (--loss mse: the MSE); --ssim-weight adds w (1 - SSIM)).
 // Datasets without depth maps train the paper's "w/o depth" variant.
 #include <cmath>
 #include <cstdio>
