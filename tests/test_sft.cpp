@@ -44,6 +44,25 @@ TEST_CASE("fresh SFT layers pass features through (gamma 1, beta 0), in both for
   }
 }
 
+TEST_CASE("a fresh sft is the identity (zero output conv) and its output conv learns first") {
+  for (const char* mod : {"sft_dec", "sft", "concat"}) {
+    manual_seed(3);
+    SftConfig c = small();
+    c.modulation = mod;
+    SftModel m(c);
+    Tensor x = uniform_input({2, 3, 16, 20}, 0.f, 1.f, 8), map = uniform_input({2, 1, 16, 20}, 0.f, 3.f, 9);
+    Tensor out = m.deblur_with_map(x, map);
+    CHECK_MESSAGE(max_abs_diff(out, x) < 1e-6, mod);
+    // The output conv's gradient is what moves the net off the identity: it must not be zero.
+    Tensor target = uniform_input({2, 3, 16, 20}, 0.f, 1.f, 10);
+    mean(square(out - target)).backward();
+    double g = 0;
+    for (auto& [n, p] : m.named_parameters())
+      if (n.rfind("conv03b.", 0) == 0) g += sum(abs(p.grad())).item();
+    CHECK_MESSAGE(g > 0, mod);
+  }
+}
+
 TEST_CASE("sft losses of every stage are finite, reach the weights, and the L_wd guard holds on blur-free crops") {
   manual_seed(4);
   SftModel m(small());
