@@ -82,7 +82,7 @@ AttentionGate::AttentionGate() {
 // without moving x: pool over `dim`, lay the two pooled maps out as the permuted image's [B, 2, *, *], and
 // broadcast the gate back over `dim`.
 Tensor AttentionGate::forward(const Tensor& x, int64_t dim) {
-  const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  const int64_t b = x.size(0), c = x.size(1), w = x.size(3);
   Tensor mx = max(x, dim, true), mn = mean(x, {dim}, true);  // [B, 1, H, W], [B, C, 1, W] or [B, C, H, 1]
   Tensor pooled, gate;
   if (dim == 1) {

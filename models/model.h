@@ -53,6 +53,10 @@ class Model : public Module {
   // Input sizes must be multiples of this (run_deblur pads and crops back).
   virtual int64_t size_multiple() const { return 1; }
 
+  // The defocus map the network predicts on its own (CoC radius in px, [B, 1, H, W]) for input [B, 3, H, W],
+  // for networks that predict one (sft); undefined for the others. Called under NoGrad by `deblur --save-map`.
+  virtual Tensor predict_defocus(const Tensor& input) { (void)input; return Tensor(); }
+
   // Figures gathered over the images it deblurred (evaluate writes them into its summary).
   virtual nlohmann::json stats() const { return nlohmann::json::object(); }
 };

@@ -69,6 +69,7 @@ class SftModel : public Model {
   std::vector<std::string> forward_inputs() const override { return {"x"}; }
   // out0: the deblurred image; out1: the predicted defocus map (in map units).
   NamedTensors forward_named(const std::map<std::string, Tensor>& inputs) override;
+  Tensor predict_defocus(const Tensor& input) override { return predict_map(input) * cfg.map_unit_px; }
 
   Tensor predict_map(const Tensor& x);                                   // [B, 1, H, W] in map units
   Tensor deblur_with_map(const Tensor& x, const Tensor& map);           // the deblurring net given a map

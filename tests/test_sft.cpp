@@ -2,11 +2,14 @@
 // the stages' losses (the L_wd guard on blur-free crops), and train_sft refusing data without defocus maps.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
 #include "data/image.h"
 #include "engine/fileio.h"
+#include "models/ggkm.h"
+#include "models/registry.h"
 #include "models/sft.h"
 #include "tests/harness.h"
 
@@ -85,6 +88,47 @@ TEST_CASE("sft losses of every stage are finite, reach the weights, and the L_wd
   LossTerms l = m.loss(b, "finetune");
   CHECK(std::isfinite(l.total.item()));
   CHECK_THROWS_WITH_AS(m.loss(b, "stage4"), doctest::Contains("unknown stage"), Error);
+}
+
+TEST_CASE("deblur --save-map writes sft's own defocus map in make_synth's units, and refuses a network without one") {
+  TempDir d;
+  manual_seed(5);
+  SftModel m(small());
+  // A map around 2 units that still varies over the image, so the clamp at 0 px hides nothing.
+  for (auto& [n, p] : m.named_parameters()) {
+    if (n == "conv03a.bias") p.fill_(2.f);
+    if (n == "conv03a.weight") p.copy_(p * 0.02f);
+  }
+  save_model(d / "sft.safetensors", m);
+  Tensor img = uniform_input({3, 20, 28}, 0.f, 1.f, 11);
+  write_png(d / "in.png", img, 16);
+  int code = 0;
+  std::string log = run_command(binary_dir() + "/deblur --model sft --device cpu --weights " + (d / "sft.safetensors") +
+                                    " --save-map " + (d / "map.png") + " " + (d / "in.png") + " " + (d / "out.png"),
+                                &code);
+  REQUIRE_MESSAGE(code == 0, log);
+  Tensor expected_px;
+  {
+    NoGrad ng;
+    m.eval();
+    expected_px = m.predict_map(unsqueeze(read_image(d / "in.png", 3), 0))[0] * m.cfg.map_unit_px;
+  }
+  Tensor written_px = read_image(d / "map.png", 1) * (65535.f / 256.f);
+  std::vector<float> e = expected_px.to_vector();
+  CHECK(*std::min_element(e.begin(), e.end()) > 0.5f);
+  CHECK(*std::max_element(e.begin(), e.end()) - *std::min_element(e.begin(), e.end()) > 0.05f);
+  CHECK(max_abs_diff(written_px, expected_px) < 1.f / 256.f);
+
+  GgkmConfig c = GgkmConfig::variant_defaults("ggkm");
+  c.groups = 4;
+  GgkmModel g(c);
+  save_model(d / "ggkm.safetensors", g);
+  log = run_command(binary_dir() + "/deblur --model ggkm --device cpu --weights " + (d / "ggkm.safetensors") + " --save-map " +
+                        (d / "map2.png") + " " + (d / "in.png") + " " + (d / "out2.png"),
+                    &code);
+  CHECK(code != 0);
+  CHECK_MESSAGE(log.find("predicts no defocus map") != std::string::npos, log);
+  CHECK_FALSE(fs::exists(d / "out2.png"));
 }
 
 TEST_CASE("train_sft refuses, by name, a dataset without defocus maps") {

@@ -8,6 +8,7 @@
 #include "engine/allocator.h"
 #include "engine/fileio.h"
 #include "models/registry.h"
+#include "ops/ops.h"
 #include "train/cli.h"
 
 using namespace rf;
@@ -15,11 +16,13 @@ namespace fs = std::filesystem;
 
 static const char* kUsage =
     "usage: deblur --model NAME --weights FILE [--depth FILE_OR_DIR] [--defocus FILE_OR_DIR] [--bits 8|16]\n"
-    "              [--tile 1024] [--device auto|cpu|cuda] IN OUT\n"
+    "              [--tile 1024] [--save-map FILE_OR_DIR] [--device auto|cpu|cuda] IN OUT\n"
     "IN and OUT are image files, or folders (every image of IN is deblurred into OUT as NAME.png).\n"
     "--depth / --defocus: a map (or a folder of maps named like the images) for models that read one.\n"
     "--bits 16 writes 16-bit PNG. --tile N: networks that allow it run images larger than N px in tiles\n"
-    "of N px with enough context around each that the result equals the whole-image one (0: never tile).";
+    "of N px with enough context around each that the result equals the whole-image one (0: never tile).\n"
+    "--save-map: networks that predict a defocus map (sft) write it too (a file, or NAME.png in a folder when IN\n"
+    "is one): 16-bit PNG of the CoC radius, 1 unit = 1/256 px, as make_synth's defocus/ (brighter = blurrier).";
 
 namespace {
 
@@ -39,6 +42,19 @@ Tensor read_map(const std::string& where, const std::string& image, const Tensor
   return m;
 }
 
+// The network's own defocus map for one image, in make_synth's defocus/ units (1 unit = 1/256 px of CoC radius).
+Tensor defocus_picture(Model& m, const Tensor& image, Device dev) {
+  NoGrad ng;
+  m.eval();
+  Tensor coc_px = m.predict_defocus(unsqueeze(image.to(dev), 0));
+  RF_CHECK(coc_px.defined(), "--save-map: ", m.description(), " predicts no defocus map");
+  return clamp(coc_px[0] * (float)(256.0 / 65535.0), 0.f, 1.f).cpu();
+}
+
+std::string map_path(const std::string& save_map, bool folder, const std::string& output) {
+  return folder ? (fs::path(save_map) / fs::path(output).filename()).string() : save_map;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -46,7 +62,7 @@ int main(int argc, char** argv) {
     Args a(argc, argv, kUsage);
     a.positional(2, "give IN and OUT");
     std::string in = a.positional()[0], out = a.positional()[1];
-    std::string depth = a.str("--depth", ""), defocus = a.str("--defocus", "");
+    std::string depth = a.str("--depth", ""), defocus = a.str("--defocus", ""), save_map = a.str("--save-map", "");
     std::string name = a.required("--model"), weights = a.required("--weights");
     int bits = (int)a.integer("--bits", 8, 8, 16);
     RF_CHECK(bits == 8 || bits == 16, "option --bits must be 8 or 16, got ", bits);
@@ -70,9 +86,15 @@ int main(int argc, char** argv) {
                  " (names that differ only in extension); rename one");
       RF_CHECK(fs::weakly_canonical(in) != fs::weakly_canonical(out), "OUT is the input folder: the inputs would be overwritten");
       make_dirs(out);
+      if (!save_map.empty()) {
+        RF_CHECK(fs::weakly_canonical(save_map) != fs::weakly_canonical(in), "--save-map is the input folder: the inputs would be overwritten");
+        make_dirs(save_map);
+      }
     } else {
       RF_CHECK(fs::exists(in), in, ": no such file");
       RF_CHECK(!fs::exists(out) || !fs::equivalent(in, out), "OUT is the input file: it would be overwritten");
+      RF_CHECK(save_map.empty() || !fs::exists(save_map) || !fs::equivalent(in, save_map),
+               "--save-map is the input file: it would be overwritten");
       jobs.push_back({in, out});
     }
     Progress progress("deblur", (int64_t)jobs.size());
@@ -85,10 +107,13 @@ int main(int argc, char** argv) {
       if (s.depth.defined())
         RF_CHECK(has_positive(s.depth), depth, ": the depth map for ", jobs[i].first, " is all zeros");
       s.defocus = read_map(defocus, jobs[i].first, s.input);
+      // The map first: a network without one is refused before anything is written.
+      Tensor map = save_map.empty() ? Tensor() : defocus_picture(*model, s.input, dev);
       double t0 = now_seconds();
       Tensor sharp = run_deblur(*model, s, dev, io);
       model_seconds += now_seconds() - t0;
       write_png(jobs[i].second, sharp, bits);
+      if (map.defined()) write_png(map_path(save_map, fs::is_directory(in), jobs[i].second), map, 16);
       progress.update((int64_t)i + 1, jobs[i].second);
     }
     progress.finish();
