@@ -72,6 +72,16 @@ if [ "$NAME" = jdrl ]; then
   score "$OUT/synth_identity_warp" --data "$DATA" --identity --warp-gt
 fi
 
+# sft predicts its own defocus map: score it against the synthetic GT maps (px) and the Pixel 4 maps (ranks).
+if [ "$NAME" = sft ]; then
+  "$bin/deblur" --model sft --weights "$weights" --device "$DEVICE" --save-map "$OUT/synth_maps" \
+      "$DATA/test_c/source" "$OUT/synth_out" 2>"$OUT/synth_maps.log"
+  [ -d "$PIXEL4" ] && "$bin/deblur" --model sft --weights "$weights" --device "$DEVICE" --save-map "$OUT/pixel4_maps" \
+      "$PIXEL4/blur" "$OUT/pixel4_out" 2>"$OUT/pixel4_maps.log"
+  /usr/bin/python3 scripts/map_agreement.py "sft's predicted defocus maps ($RECIPE recipe) against the ground truth:" \
+      "$OUT/synth_maps" "$DATA/test_c/defocus" "$OUT/pixel4_maps" "$PIXEL4/defocus_map" "results/${NAME}_${RECIPE}_map.extra.md"
+fi
+
 # Inference time at 1280x720 and peak memory at 1680x1120 (one synthetic image each, timed by deblur).
 for size in 720x1280 1120x1680; do
   [ -f "$OUT/img_$size/train_c/source/synth_00000.png" ] || "$bin/make_synth" --out "$OUT/img_$size" --n 1 --size "$size" --seed 7 2>/dev/null
