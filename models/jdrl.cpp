@@ -96,7 +96,8 @@ Tensor DeformableFusion::forward(const Tensor& image, const Tensor& map) {
 // --- the model -----------------------------------------------------------------------------------------------------
 nlohmann::json JdrlConfig::to_json() const {
   return {{"backbone", backbone}, {"width", width}, {"restormer_blocks", restormer_blocks},
-          {"restormer_refinement", restormer_refinement}, {"estimator", estimator}, {"heads", heads}, {"points", points}};
+          {"restormer_refinement", restormer_refinement}, {"estimator", estimator}, {"heads", heads}, {"points", points},
+          {"identity_start", identity_start}};
 }
 
 JdrlConfig JdrlConfig::from_json(const nlohmann::json& j) {
@@ -110,6 +111,7 @@ JdrlConfig JdrlConfig::from_json(const nlohmann::json& j) {
   r.get("estimator", c.estimator);
   r.get("heads", c.heads, 1, kReblurSeeds);
   r.get("points", c.points, 1, 16);
+  r.get("identity_start", c.identity_start);
   r.finish();
   RF_CHECK(kReblurSeeds % c.heads == 0, "jdrl config: heads must divide 35, got ", c.heads);
   return c;
@@ -123,20 +125,23 @@ JdrlModel::JdrlModel(const JdrlConfig& c) : cfg(c) {
     se_ = register_module("channel_attention", std::make_shared<SqueezeExcitation>(in, 16, false));
   }
   if (c.backbone == "unet") {
-    backbone_ = register_module("backbone", std::make_shared<VggDeblur>(in, c.width));
+    unet_ = register_module("backbone", std::make_shared<VggDeblur>(in, c.width));
+    if (c.identity_start) unet_->zero_output();
   } else {
     RestormerConfig rc;
     rc.in_channels = in;
     rc.dim = c.width;
     rc.blocks = c.restormer_blocks;
     rc.refinement = c.restormer_refinement;
-    backbone_ = register_module("backbone", std::make_shared<Restormer>(rc));
+    restormer_ = register_module("backbone", std::make_shared<Restormer>(rc));
+    if (c.identity_start) restormer_->zero_output();
   }
   reblur_ = register_module("reblur", std::make_shared<ReblurModule>());
 }
 
 std::string JdrlModel::description() const {
-  return cat("jdrl (", cfg.backbone, " width ", cfg.width, cfg.estimator ? ", estimator + deformable fusion" : ", bare backbone", ")");
+  return cat("jdrl (", cfg.backbone, " width ", cfg.width, cfg.estimator ? ", estimator + deformable fusion" : ", bare backbone",
+             cfg.identity_start ? ", identity start" : "", ")");
 }
 
 int64_t JdrlModel::inference_parameters() const { return num_parameters() - reblur_->num_parameters(); }
@@ -150,7 +155,9 @@ Tensor JdrlModel::deblur_with(const Tensor& y, Tensor* map) {
     in = se_->forward(concat({y, fusion_->forward(y, est)}, 1));
   }
   if (map) *map = est;
-  return backbone_->forward(in);
+  // The residual is the blurry image itself, not its SE-scaled copy among the backbone's input channels.
+  if (restormer_) return restormer_->forward_residual(in, y);
+  return cfg.identity_start ? unet_->forward_residual(in, y) : unet_->forward(in);
 }
 
 Tensor JdrlModel::deblur(const Tensor& input, const Tensor&, const Tensor&) { return deblur_with(input, nullptr); }

@@ -59,6 +59,9 @@ struct JdrlConfig {
   int64_t restormer_refinement = 4;
   bool estimator = true;          // E + F (the paper); false: the bare backbone on the image (JDRL's conference model)
   int64_t heads = 5, points = 4;  // F
+  // [ours] The backbone's output conv starts at zero, so that a fresh jdrl returns its input (the U-Net then
+  // corrects the blurry image under its sigmoid; Restormer adds to it anyway). Off: the released initialisation.
+  bool identity_start = false;
   nlohmann::json to_json() const;
   static JdrlConfig from_json(const nlohmann::json& j);
 };
@@ -86,7 +89,8 @@ class JdrlModel : public Model {
   std::shared_ptr<SeedNet> estimator_;
   std::shared_ptr<DeformableFusion> fusion_;
   std::shared_ptr<SqueezeExcitation> se_;
-  std::shared_ptr<UnaryModule> backbone_;
+  std::shared_ptr<VggDeblur> unet_;
+  std::shared_ptr<Restormer> restormer_;
   std::shared_ptr<ReblurModule> reblur_;
 };
 

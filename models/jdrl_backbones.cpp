@@ -87,7 +87,7 @@ VggDeblur::VggDeblur(int64_t in, int64_t w) {
   }
 }
 
-Tensor VggDeblur::forward(const Tensor& x) {
+Tensor VggDeblur::trunk(const Tensor& x) {
   RF_CHECK(x.size(2) % 16 == 0 && x.size(3) % 16 == 0, "VGG_Deblur: sides must be multiples of 16, got ", describe(x));
   std::vector<Tensor> skips;
   Tensor h = x;
@@ -98,7 +98,22 @@ Tensor VggDeblur::forward(const Tensor& x) {
     skips.push_back(h);
   }
   for (int i = 0; i < 4; ++i) h = dec_[i]->forward(concat({up_[i]->forward(h), skips[3 - i]}, 1));
-  return sigmoid(out->forward(h));
+  return out->forward(h);
+}
+
+Tensor VggDeblur::forward(const Tensor& x) { return sigmoid(trunk(x)); }
+
+Tensor VggDeblur::forward_residual(const Tensor& x, const Tensor& base) {
+  // Clamped so that black and white pixels stay finite (logit(1e-3) = -6.9).
+  Tensor b = clamp(base, 1e-3f, 1.f - 1e-3f);
+  return sigmoid(log(b) - log(1.f - b) + trunk(x));
+}
+
+void VggDeblur::zero_output() {
+  for (auto& [n, p] : out->named_parameters()) {
+    Tensor t = p;
+    init::zeros_(t);
+  }
 }
 
 // --- Restormer -------------------------------------------------------------------------------------------------
@@ -182,7 +197,7 @@ Restormer::Restormer(const RestormerConfig& c) : cfg_(c) {
   output_ = register_module("output", std::make_shared<Conv2d>(2 * d, 3, 3, ConvOptions::make(1, 1), false));
 }
 
-Tensor Restormer::forward(const Tensor& x) {
+Tensor Restormer::forward_residual(const Tensor& x, const Tensor& base) {
   RF_CHECK(x.size(2) % 8 == 0 && x.size(3) % 8 == 0, "Restormer: sides must be multiples of 8, got ", describe(x));
   auto shuffle_conv = [](const std::shared_ptr<Conv2d>& conv, const Tensor& t, bool down) {
     return down ? pixel_unshuffle(conv->forward(t), 2) : pixel_shuffle(conv->forward(t), 2);
@@ -194,7 +209,16 @@ Tensor Restormer::forward(const Tensor& x) {
   Tensor d3 = dec3_->forward(reduce3_->forward(concat({shuffle_conv(up43c_, l, false), e3}, 1)));
   Tensor d2 = dec2_->forward(reduce2_->forward(concat({shuffle_conv(up32c_, d3, false), e2}, 1)));
   Tensor d1 = dec1_->forward(concat({shuffle_conv(up21c_, d2, false), e1}, 1));
-  return output_->forward(refine_->forward(d1)) + slice(x, 1, 0, 3);
+  return output_->forward(refine_->forward(d1)) + base;
+}
+
+Tensor Restormer::forward(const Tensor& x) { return forward_residual(x, slice(x, 1, 0, 3)); }
+
+void Restormer::zero_output() {
+  for (auto& [n, p] : output_->named_parameters()) {
+    Tensor t = p;
+    init::zeros_(t);
+  }
 }
 
 }  // namespace rf

@@ -16,9 +16,16 @@ class VggDeblur : public UnaryModule {
  public:
   VggDeblur(int64_t in_channels = 3, int64_t width = 64);
   Tensor forward(const Tensor& x) override;
+  // [ours] sigmoid(logit(base) + out(...)): the U-Net predicts a correction of `base` (the blurry image) under its
+  // sigmoid, so that with the out conv at zero (zero_output()) it starts as the identity.
+  Tensor forward_residual(const Tensor& x, const Tensor& base);
+  void zero_output();
   std::shared_ptr<Module> encoder;
   std::vector<std::shared_ptr<Sequential>> enc_, up_, dec_;
   std::shared_ptr<Sequential> out;
+
+ private:
+  Tensor trunk(const Tensor& x);  // everything before the sigmoid
 };
 
 // Restormer's Transformer block: x + MDTA(LN(x)); x + GDFN(LN(x)). Children norm1.body, attn.{temperature, qkv,
@@ -63,7 +70,9 @@ struct RestormerConfig {
 class Restormer : public UnaryModule {
  public:
   explicit Restormer(const RestormerConfig& c);
-  Tensor forward(const Tensor& x) override;
+  Tensor forward(const Tensor& x) override;  // the residual is the first 3 input channels
+  Tensor forward_residual(const Tensor& x, const Tensor& base);
+  void zero_output();
 
  private:
   RestormerConfig cfg_;

@@ -68,8 +68,25 @@ TEST_CASE("forward on jdrl's modules reproduces their PyTorch twins: Reblur_Mode
   check_twin_forward("jdrl_reblur", (dir / "jdrl_reblur_twin.safetensors").string(), dir.string(), 1e-4, true);
   check_twin_forward("jdrl_unet", (dir / "jdrl_unet_twin.safetensors").string(), dir.string(), 1e-4, true);
   check_twin_forward("jdrl", (dir / "jdrl_unet_net_twin.safetensors").string(), dir.string());
+  check_twin_forward("jdrl", (dir / "jdrl_unet_identity_net_twin.safetensors").string(), dir.string());
   check_twin_forward("jdrl", (dir / "jdrl_restormer_net_twin.safetensors").string(), dir.string());
   fs::remove_all(dir);
+}
+
+TEST_CASE("a fresh jdrl with the identity start returns its input (both backbones); the released start does not") {
+  Tensor y = uniform_input({1, 3, 32, 48}, 0.05f, 0.95f, 7);
+  for (const char* backbone : {"unet", "restormer"}) {
+    CAPTURE(backbone);
+    JdrlModel net(JdrlConfig::from_json({{"backbone", backbone}, {"width", 8}, {"restormer_blocks", {1, 1, 1, 1}},
+                                         {"identity_start", true}}));
+    net.eval();
+    NoGrad ng;
+    CHECK(max_abs_diff(net.deblur(y, {}, {}), y) < 1e-5f);
+  }
+  JdrlModel released(JdrlConfig::from_json({{"backbone", "unet"}, {"width", 8}}));
+  released.eval();
+  NoGrad ng;
+  CHECK(max_abs_diff(released.deblur(y, {}, {}), y) > 0.05f);
 }
 
 TEST_CASE("parameter counts of jdrl's modules and backbones") {

@@ -2,6 +2,8 @@
 // paper: 15 of 100 epochs), then Eq. 14 (masked alignment losses both ways + 0.5 reblurring + 0.5 pseudo-map).
 // --naive trains the same network with a plain Charbonnier to the (misaligned) ground truth instead: the baseline
 // the paper argues against. Adam, lr halved at 60% of the steps (the released schedule: epoch 60 of 100).
+// [ours] The network starts as the identity (JdrlConfig::identity_start) unless --released-init: from the released
+// initialisation the U-Net starts ~5 dB below its input, too far for a CPU recipe's 1000 steps.
 #include "models/jdrl.h"
 #include "train/recipes.h"
 
@@ -20,6 +22,8 @@ Recipe jdrl_recipe() {
       {"--no-estimator", "no_estimator", false, "the bare backbone (JDRL's conference model): no estimator or fusion"},
       {"--naive", "naive", false, "train on the misaligned ground truth as it is (no alignment, no reblurring)"},
       {"--warmup", "warmup", 0.15, "fraction of the steps in the warm-up", 0, 1},
+      {"--released-init", "released_init", false,
+       "the released initialisation (the U-Net starts far from its input) instead of the identity start"},
   };
   // 45 minutes on 2 cores: a narrow U-Net on 96 px crops (R, fixed at the released width, dominates a step).
   r.cpu.iters = 1000;
@@ -39,6 +43,7 @@ Recipe jdrl_recipe() {
     c.backbone = n["backbone"].get<std::string>();
     c.width = n["width"].get<int64_t>();
     c.estimator = !n["no_estimator"].get<bool>();
+    c.identity_start = !n["released_init"].get<bool>();
     return JdrlConfig::from_json(c.to_json()).to_json();
   };
   r.stages = [](TrainContext& ctx) {

@@ -113,7 +113,7 @@ class VggDeblur(nn.Module):
             setattr(self, f"block{6 + i}", double_conv(2 * lo, lo))
         self.out = nn.Sequential(nn.Conv2d(w, 3, 3, 1, 1))
 
-    def forward(self, x):
+    def forward(self, x, base=None):
         skips, h = [], x
         for i in range(5):
             if i > 0:
@@ -122,7 +122,10 @@ class VggDeblur(nn.Module):
             skips.append(h)
         for i in range(4):
             h = getattr(self, f"block{6 + i}")(torch.cat([getattr(self, f"up{6 + i}")(h), skips[3 - i]], 1))
-        return torch.sigmoid(self.out(h))
+        if base is None:
+            return torch.sigmoid(self.out(h))
+        b = base.clamp(1e-3, 1 - 1e-3)  # refocus's identity start: a correction of base under the sigmoid
+        return torch.sigmoid(torch.log(b) - torch.log(1 - b) + self.out(h))
 
 
 # --- Restormer (stock structure) --------------------------------------------------------------------------------------
@@ -209,7 +212,7 @@ class Restormer(nn.Module):
         self.refinement = lvl(2 * d, refinement, heads[0])
         self.output = nn.Conv2d(2 * d, 3, 3, 1, 1, bias=False)
 
-    def forward(self, x):
+    def forward(self, x, base=None):
         e1 = self.encoder_level1(self.patch_embed.proj(x))
         e2 = self.encoder_level2(self.down1_2(e1))
         e3 = self.encoder_level3(self.down2_3(e2))
@@ -217,7 +220,7 @@ class Restormer(nn.Module):
         d3 = self.decoder_level3(self.reduce_chan_level3(torch.cat([self.up4_3(l), e3], 1)))
         d2 = self.decoder_level2(self.reduce_chan_level2(torch.cat([self.up3_2(d3), e2], 1)))
         d1 = self.decoder_level1(torch.cat([self.up2_1(d2), e1], 1))
-        return self.output(self.refinement(d1)) + x[:, :3]
+        return self.output(self.refinement(d1)) + (x[:, :3] if base is None else base)
 
 
 # --- the whole jdrl network ------------------------------------------------------------------------------------------
@@ -267,8 +270,9 @@ class Se(nn.Module):
 
 
 class Jdrl(nn.Module):
-    def __init__(self, backbone, width, blocks=None):
+    def __init__(self, backbone, width, blocks=None, identity_start=False):
         super().__init__()
+        self.identity_start = identity_start
         self.estimator = SeedNet(3, 32, 35)
         self.fusion = Fusion()
         self.channel_attention = Se(38)
@@ -277,7 +281,11 @@ class Jdrl(nn.Module):
 
     def forward(self, y):
         est = self.estimator(y)
-        return self.backbone(self.channel_attention(torch.cat([y, self.fusion(y, est)], 1)))
+        x = self.channel_attention(torch.cat([y, self.fusion(y, est)], 1))
+        # The residual is y itself (Restormer always; the U-Net with the identity start).
+        if isinstance(self.backbone, Restormer) or self.identity_start:
+            return self.backbone(x, y)
+        return self.backbone(x)
 
 
 def randomise(net):
@@ -316,6 +324,11 @@ def main():
     randomise(j)
     write(out_dir, "jdrl_unet_net", j, {"im_b": torch.rand(1, 3, 32, 48)}, {"backbone": "unet", "width": 8},
           lambda n, i: n(i["im_b"]))
+    torch.manual_seed(4)
+    j = Jdrl("unet", 8, identity_start=True).eval()
+    randomise(j)
+    write(out_dir, "jdrl_unet_identity_net", j, {"im_b": torch.rand(1, 3, 32, 48)},
+          {"backbone": "unet", "width": 8, "identity_start": True}, lambda n, i: n(i["im_b"]))
     torch.manual_seed(3)
     j = Jdrl("restormer", 8, (1, 1, 1, 1)).eval()
     randomise(j)
