@@ -1,6 +1,6 @@
-// Peak memory of three training workloads, one per process: bench/bench_memory_torch.py runs the same work in
-// PyTorch, measured the same way.
-//   bench_memory --case adds|unet|gs [--device cpu|cuda] [--threads N]
+// Peak memory of training workloads, one per process: bench/bench_memory_torch.py runs the same work in
+// PyTorch, measured the same way (all but reblur, which PyTorch has no fused form of).
+//   bench_memory --case adds|unet|gs|reblur|reblur_unfused [--device cpu|cuda] [--threads N] [--size HxW]
 // Prints JSON lines {name, phase, device, peak_mib, alive_mib, rss_growth_mib, ms}, each phase measured from the
 // same start (the forward line is printed when the loss exists, before backward):
 //   peak_mib        refocus's own count of tensor bytes at the peak, over what was allocated at the start
@@ -20,6 +20,9 @@
 //         zero_grad (which drops the gradients: they are made again in the measured backward).
 //   gs:   one training step of gs's blob deblurrer (3 blocks, width 64, windows of 256) on 16,384 blobs
 //         rendered at 128x128, MSE, AdamW, after one warm-up step and zero_grad.
+//   reblur, reblur_unfused: jdrl's reblurring operator (ops/isotropic_reblur.h) forward and backward on one image
+//         (--size, default 1120x1680, DPDD's), fused against the naive composition that materialises every
+//         pixel's kernels and taps (its peak grows with the pixel count: run it smaller and scale).
 #include <malloc.h>
 
 #include <chrono>
@@ -36,6 +39,7 @@
 #include "layers/losses.h"
 #include "layers/optim.h"
 #include "models/gs.h"
+#include "ops/isotropic_reblur.h"
 #include "ops/ops.h"
 
 using namespace rf;
@@ -127,6 +131,7 @@ int main(int argc, char** argv) {
     const BenchFlags flags = bench_flags(a, 1);
     const std::string dev_name = flags.device;
     const std::string which = a.str("--case", "adds");
+    const std::string size = a.str("--size", "1120x1680");
     a.check_all_used();
     Device dev = select_device(dev_name, false);
     Generator g(1);
@@ -186,8 +191,23 @@ int main(int argc, char** argv) {
       opt.zero_grad();
       p.start();
       step(true);
+    } else if (which == "reblur" || which == "reblur_unfused") {
+      int64_t h = 0, w = 0;
+      RF_CHECK(std::sscanf(size.c_str(), "%ldx%ld", &h, &w) == 2 && h > 0 && w > 0, "--size must be HxW, got '", size, "'");
+      Tensor sharp = rand({1, 3, h, w}, dev, &g).set_requires_grad();
+      Tensor seeds = randn({1, kReblurSeeds, h, w}, dev, &g).set_requires_grad();
+      Tensor maps = randn({1, kReblurSizes + 1, h, w}, dev, &g).set_requires_grad();
+      const bool fused = which == "reblur";
+      const std::string name = cat("jdrl reblur ", fused ? "fused" : "unfused", ", 3x", h, "x", w);
+      p.start();
+      Tensor m = softmax(maps, 1);
+      Tensor out = fused ? isotropic_reblur(sharp, seeds, m) : isotropic_reblur_unfused(sharp, seeds, m);
+      Tensor loss = sum(out * out);
+      print(name.c_str(), "forward", p);
+      loss.backward();
+      print(name.c_str(), "forward+backward", p);
     } else {
-      throw Error(cat("unknown --case ", which, " (adds, unet, gs)"));
+      throw Error(cat("unknown --case ", which, " (adds, unet, gs, reblur, reblur_unfused)"));
     }
     return 0;
   });

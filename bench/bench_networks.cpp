@@ -2,7 +2,7 @@
 // size, peak tensor memory of inference at 1680x1120 (optional: slow on 2 cores), and one training step (batch 4,
 // forward + L1 + backward + Adam) — beside bench/bench_networks_torch.py (the PyTorch twins of tests/golden doing
 // the same work). One JSON line per case.
-//   bench_networks [--device cpu|cuda] [--models gkm,ggkm,sft,inik,jdrl] [--size 720x1280] [--crop 128]
+//   bench_networks [--device cpu|cuda] [--models gkm,ggkm,sft,inik,jdrl,jdrl_restormer] [--size 720x1280] [--crop 128]
 //                  [--repeats 1] [--threads N] [--peak]
 #include <cstdio>
 #include <cstring>
@@ -45,7 +45,8 @@ int main(int argc, char** argv) {
     while (std::getline(list, name, ',')) {
       manual_seed(1);
       Generator g(1);
-      auto m = make_model(name);
+      // jdrl_restormer: jdrl with the stock Restormer backbone (the paper's best).
+      auto m = name == "jdrl_restormer" ? make_model("jdrl", {{"backbone", "restormer"}}) : make_model(name);
       m->to(dev);
       m->eval();
       int64_t params = m->num_parameters();

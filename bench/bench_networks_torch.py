@@ -38,6 +38,8 @@ def make(name):
         return twin_inik.INIKNet(), lambda m, x: m(x)[-1]
     if name == "jdrl":
         return twin_jdrl.Jdrl("unet", 64), lambda m, x: m(x)
+    if name == "jdrl_restormer":  # the stock Restormer (dim 48, blocks 4/6/6/8, 4 refinement blocks)
+        return twin_jdrl.Jdrl("restormer", 48, (4, 6, 6, 8), refinement=4), lambda m, x: m(x)
     raise SystemExit(f"unknown model {name}")
 
 
@@ -66,7 +68,8 @@ def main():
 
         print(json.dumps({"name": f"{name} inference {iw}x{ih}", "device": a.device,
                           "ms": round(median_ms(infer, a.repeats, dev), 1),
-                          "parameters": sum(p.numel() for p in net.parameters())}), flush=True)
+                          "parameters": sum(p.numel() for n, p in net.named_parameters() if not n.startswith("reblur."))}),
+              flush=True)
         net.train()
         opt = torch.optim.Adam(net.parameters(), 1e-4)
         xb, tb = torch.rand(4, 3, a.crop, a.crop, device=dev), torch.rand(4, 3, a.crop, a.crop, device=dev)

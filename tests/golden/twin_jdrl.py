@@ -3,7 +3,8 @@
 JDRL's Reblur_Model (474,987 parameters) and VGG_Deblur (31,033,411) with the released names, and the whole jdrl
 network (estimator, deformable fusion, SE, U-Net or Restormer backbone) with refocus's names.
 
-usage: twin_jdrl.py OUT_DIR -> jdrl_reblur_twin, jdrl_unet_twin, jdrl_unet_net_twin, jdrl_restormer_net_twin
+usage: twin_jdrl.py OUT_DIR -> jdrl_reblur_twin, jdrl_unet_twin, jdrl_unet_net_twin, jdrl_unet_identity_net_twin,
+    jdrl_restormer_net_twin
 (.safetensors): weights "w.<name>", the forward's inputs, outputs out0, config in the metadata.
 """
 import json
@@ -270,13 +271,13 @@ class Se(nn.Module):
 
 
 class Jdrl(nn.Module):
-    def __init__(self, backbone, width, blocks=None, identity_start=False):
+    def __init__(self, backbone, width, blocks=None, identity_start=False, refinement=1):
         super().__init__()
         self.identity_start = identity_start
         self.estimator = SeedNet(3, 32, 35)
         self.fusion = Fusion()
         self.channel_attention = Se(38)
-        self.backbone = VggDeblur(38, width) if backbone == "unet" else Restormer(38, width, blocks, 1)
+        self.backbone = VggDeblur(38, width) if backbone == "unet" else Restormer(38, width, blocks, refinement)
         self.reblur = ReblurModel()
 
     def forward(self, y):

@@ -85,16 +85,20 @@ int main(int argc, char** argv) {
         RF_CHECK(outputs.insert(o).second, in, ": two images would be written to the same ", o,
                  " (names that differ only in extension); rename one");
       RF_CHECK(fs::weakly_canonical(in) != fs::weakly_canonical(out), "OUT is the input folder: the inputs would be overwritten");
-      make_dirs(out);
       if (!save_map.empty()) {
         RF_CHECK(fs::weakly_canonical(save_map) != fs::weakly_canonical(in), "--save-map is the input folder: the inputs would be overwritten");
-        make_dirs(save_map);
+        RF_CHECK(fs::weakly_canonical(save_map) != fs::weakly_canonical(out),
+                 "--save-map is OUT: the maps would overwrite the deblurred images (give the maps their own folder)");
       }
+      make_dirs(out);
+      if (!save_map.empty()) make_dirs(save_map);
     } else {
       RF_CHECK(fs::exists(in), in, ": no such file");
       RF_CHECK(!fs::exists(out) || !fs::equivalent(in, out), "OUT is the input file: it would be overwritten");
       RF_CHECK(save_map.empty() || !fs::exists(save_map) || !fs::equivalent(in, save_map),
                "--save-map is the input file: it would be overwritten");
+      RF_CHECK(save_map.empty() || fs::weakly_canonical(save_map) != fs::weakly_canonical(out),
+               "--save-map is OUT: the map would overwrite the deblurred image (give it another name)");
       jobs.push_back({in, out});
     }
     Progress progress("deblur", (int64_t)jobs.size());
