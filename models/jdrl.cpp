@@ -64,9 +64,18 @@ DeformableFusion::DeformableFusion(int64_t ch, int64_t h, int64_t p, int64_t wid
   weights = register_module("weights", std::make_shared<Conv2d>(width, h * p, 1));
   value = register_module("value", std::make_shared<Conv2d>(ch, ch, 1));
   output = register_module("output", std::make_shared<Conv2d>(ch, ch, 1));
-  // Points start at the pixel itself with equal weights, and the projection at zero: F(y, B^) = B^ at first.
+  // Points start on Deformable DETR's pattern (head h looks along angle 2 pi h / heads, point k at k + 1 px) with
+  // equal weights, and the projection at zero: F(y, B^) = B^ at first. (All points at the pixel itself would be
+  // interchangeable: their offsets would get the same gradient and never separate.)
   offsets->weight.fill_(0.f);
-  offsets->bias.fill_(0.f);
+  std::vector<float> start(h * p * 2);
+  for (int64_t hd = 0; hd < h; ++hd)
+    for (int64_t k = 0; k < p; ++k) {
+      const double angle = 2.0 * 3.14159265358979 * (double)hd / (double)h;
+      start[(hd * p + k) * 2] = (float)((double)(k + 1) * std::cos(angle));
+      start[(hd * p + k) * 2 + 1] = (float)((double)(k + 1) * std::sin(angle));
+    }
+  offsets->bias.copy_(from_vector(start, {h * p * 2}, offsets->bias.device()));
   weights->weight.fill_(0.f);
   weights->bias.fill_(0.f);
   output->weight.fill_(0.f);
@@ -204,7 +213,7 @@ LossTerms JdrlModel::loss(const Batch& b, const std::string& stage) {
     return {l, {{"charbonnier", l.item()}}};
   }
   if (stage == "warmup") {  // the ground truth warped onto the blurry input: blur-independent alignment
-    Tensor gt_w = warp(b.target, estimate_flow(b.input, b.target));
+    Tensor gt_w = warp_bicubic(b.target, estimate_flow(b.input, b.target));
     Tensor l = charbonnier_loss(out, gt_w);
     return {l, {{"l_d", l.item()}}};
   }
@@ -216,7 +225,8 @@ LossTerms JdrlModel::loss(const Batch& b, const std::string& stage) {
     flow_to_gt = estimate_flow(o, b.target);   // warp(GT, .) ~ output
     flow_to_out = estimate_flow(b.target, o);  // warp(output, .) ~ GT
   }
-  Tensor gt_on_out = warp(b.target, flow_to_gt), out_on_gt = warp(out, flow_to_out);
+  // [ours] Bicubic: a bilinear warp blurs what it moves by about as much as the defocus of a nearly sharp image.
+  Tensor gt_on_out = warp_bicubic(b.target, flow_to_gt), out_on_gt = warp_bicubic(out, flow_to_out);
   Tensor m1 = calibration_mask(flow_to_gt), m2 = calibration_mask(flow_to_out);
   Tensor l_d = charbonnier_loss(out * m1, gt_on_out * m1) + charbonnier_loss(b.target * m2, out_on_gt * m2);
   ReblurModule::Output r = reblur_->forward(out, b.input);

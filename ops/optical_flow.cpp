@@ -143,11 +143,67 @@ Tensor warp(const Tensor& img, const Tensor& flow) {
       base[y * w + x] = (float)x;
       base[h * w + y * w + x] = (float)y;
     }
-  Tensor pos = flow.detach() + from_vector(base, {1, 2, h, w}, img.device());
+  Tensor pos = flow + from_vector(base, {1, 2, h, w}, img.device());
   const float sx = w > 1 ? 2.f / (float)(w - 1) : 0.f, sy = h > 1 ? 2.f / (float)(h - 1) : 0.f;
   Tensor scale = from_vector({sx, sy}, {1, 2, 1, 1}, img.device());
   Tensor grid = permute(pos * scale - 1.f, {0, 2, 3, 1});  // [B, H, W, 2] as (x, y)
   return grid_sample(img, grid, true, GridPadding::Border);
+}
+
+Tensor warp_bicubic(const Tensor& img, const Tensor& flow) {
+  const int64_t b = img.size(0), h = img.size(2), w = img.size(3), hw = h * w;
+  RF_CHECK(flow.shape() == Shape({b, 2, h, w}), "warp_bicubic: flow ", describe(flow), " should be [", b, ", 2, ", h, ", ", w, "]");
+  RF_CHECK(!flow.requires_grad(), "warp_bicubic: differentiable in the image only; the flow ", describe(flow), " requires a gradient");
+  // Keys' cubic convolution weights of the 4 taps at offsets -1, 0, 1, 2 from floor(position), for fraction t.
+  auto cubic = [](float t, float* wt) {
+    const float a = -0.75f;
+    auto near = [&](float d) { return ((a + 2.f) * d - (a + 3.f)) * d * d + 1.f; };  // |d| <= 1
+    auto far = [&](float d) { return ((a * d - 5.f * a) * d + 8.f * a) * d - 4.f * a; };  // 1 < |d| < 2
+    wt[0] = far(t + 1.f);
+    wt[1] = near(t);
+    wt[2] = near(1.f - t);
+    wt[3] = far(2.f - t);
+  };
+  std::vector<float> f = flow.to_vector();
+  std::vector<float> fx(b * hw), fy(b * hw), wx(4 * b * hw), wy(4 * b * hw);  // floors; tap weights per position
+  for (int64_t n = 0; n < b; ++n)
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t x = 0; x < w; ++x) {
+        const int64_t i = n * hw + y * w + x;
+        const float px = (float)x + f[(n * 2) * hw + y * w + x], py = (float)y + f[(n * 2 + 1) * hw + y * w + x];
+        fx[i] = std::floor(px);
+        fy[i] = std::floor(py);
+        float cx[4], cy[4];
+        cubic(px - fx[i], cx);
+        cubic(py - fy[i], cy);
+        for (int k = 0; k < 4; ++k) {
+          wx[(k * b + n) * hw + y * w + x] = cx[k];
+          wy[(k * b + n) * hw + y * w + x] = cy[k];
+        }
+      }
+  const Device dev = img.device();
+  const float sx = w > 1 ? 2.f / (float)(w - 1) : 0.f, sy = h > 1 ? 2.f / (float)(h - 1) : 0.f;
+  Tensor out;
+  std::vector<float> grid(b * hw * 2);
+  for (int j = 0; j < 4; ++j)
+    for (int i = 0; i < 4; ++i) {
+      // Whole-pixel positions, each clamped to the image (border taps): a bilinear sample there is the pixel itself.
+      for (int64_t p = 0; p < b * hw; ++p) {
+        const float tx = std::min(std::max(fx[p] + (float)(i - 1), 0.f), (float)(w - 1));
+        const float ty = std::min(std::max(fy[p] + (float)(j - 1), 0.f), (float)(h - 1));
+        grid[p * 2] = tx * sx - 1.f;
+        grid[p * 2 + 1] = ty * sy - 1.f;
+      }
+      Tensor tap = grid_sample(img, from_vector(grid, {b, h, w, 2}, dev), true, GridPadding::Border);
+      std::vector<float> weight(b * hw);
+      for (int64_t p = 0; p < b * hw; ++p) {
+        const int64_t n = p / hw, q = p % hw;
+        weight[p] = wx[(i * b + n) * hw + q] * wy[(j * b + n) * hw + q];
+      }
+      Tensor term = tap * from_vector(weight, {b, 1, h, w}, dev);
+      out = out.defined() ? out + term : term;
+    }
+  return out;
 }
 
 }  // namespace rf

@@ -22,7 +22,13 @@ struct FlowOptions {
 // matches from(p). from, to [B, C, H, W] on any device; the result is on their device.
 Tensor estimate_flow(const Tensor& from, const Tensor& to, const FlowOptions& o = {});
 
-// img sampled at p + flow(p) (bilinear, border values outside); differentiable in img. Zero flow is the identity.
+// img sampled at p + flow(p) (bilinear, border values outside); differentiable in img and flow. Zero flow is the
+// identity.
 Tensor warp(const Tensor& img, const Tensor& flow);
+
+// The same with bicubic interpolation (Keys, a = -0.75, PyTorch's grid_sample 'bicubic'; every tap clamped to the
+// border): a sub-pixel shift keeps far more of the image's detail than a bilinear one. Differentiable in img only
+// (flow must not require a gradient); 16 bilinear samples at whole-pixel positions, weighted.
+Tensor warp_bicubic(const Tensor& img, const Tensor& flow);
 
 }  // namespace rf

@@ -2,6 +2,7 @@
 // parity, all on the inputs stored in the golden file.
 #include "engine/fileio.h"
 #include "engine/safetensors.h"
+#include "ops/optical_flow.h"
 #include "ops/separable.h"
 #include "tests/harness.h"
 
@@ -119,6 +120,9 @@ TEST_CASE("resampling") {
   op_checks("grid_sample", [](auto& x) { return grid_sample(x[0], x[1]); }, grid);
   op_checks("grid_sample_border_align",
             [](auto& x) { return grid_sample(x[0], x[1], true, GridPadding::Border); }, grid);
+  GradCheck image_only;  // warp_bicubic is differentiable in the image only (the flow is a constant of the loss)
+  image_only.skip = {1};
+  op_checks("warp_bicubic", [](auto& x) { return warp_bicubic(x[0], x[1].detach()); }, image_only);
 }
 
 TEST_CASE("padding and shape ops") {

@@ -106,6 +106,18 @@ case("grid_sample", [U([2, 3, 6, 7]), U([2, 5, 4, 2], -1.1, 1.1)])(
 case("grid_sample_border_align", [U([1, 2, 6, 7]), U([1, 5, 4, 2], -1.2, 1.2)])(
     lambda x, g: F.grid_sample(x, g, mode="bilinear", padding_mode="border", align_corners=True))
 
+
+def warp_bicubic(x, flow):
+    """x sampled at p + flow(p), bicubic, border (refocus's warp_bicubic)."""
+    n, _, h, w = x.shape
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=x.dtype), torch.arange(w, dtype=x.dtype), indexing="ij")
+    gx = (xs + flow[:, 0]) * (2 / (w - 1)) - 1
+    gy = (ys + flow[:, 1]) * (2 / (h - 1)) - 1
+    return F.grid_sample(x, torch.stack([gx, gy], -1), mode="bicubic", padding_mode="border", align_corners=True)
+
+
+case("warp_bicubic", [U([2, 3, 7, 9]), U([2, 2, 7, 9], -2.5, 2.5)], grads=[0])(warp_bicubic)
+
 # --- shape ops ------------------------------------------------------------------------------------------
 case("permute", [U([2, 3, 4, 5])])(lambda x: x.permute(2, 0, 3, 1).contiguous())
 case("slice_step", [U([4, 9, 5])])(lambda x: x[:, 1:8:3, :].contiguous())
