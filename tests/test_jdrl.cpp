@@ -73,7 +73,7 @@ TEST_CASE("forward on jdrl's modules reproduces their PyTorch twins: Reblur_Mode
   fs::remove_all(dir);
 }
 
-TEST_CASE("a fresh jdrl with the identity start returns its input (both backbones); the released start does not") {
+TEST_CASE("a fresh jdrl with the identity start returns its input (both backbones), the released start does not") {
   Tensor y = uniform_input({1, 3, 32, 48}, 0.05f, 0.95f, 7);
   for (const char* backbone : {"unet", "restormer"}) {
     CAPTURE(backbone);
