@@ -59,4 +59,11 @@ void default_conv_linear_(Tensor& weight, Tensor& bias, int64_t fan, Generator* 
   if (bias.defined()) uniform_(bias, -b, b, gen);
 }
 
+void zeros_(Module& m) {
+  for (auto& [name, p] : m.named_parameters()) {
+    Tensor t = p;
+    zeros_(t);
+  }
+}
+
 }  // namespace rf::init

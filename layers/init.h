@@ -3,6 +3,7 @@
 #pragma once
 #include "engine/rng.h"
 #include "engine/tensor.h"
+#include "layers/module.h"
 
 namespace rf::init {
 
@@ -15,6 +16,8 @@ void normal_(Tensor& t, float mean, float std, Generator* gen = nullptr);
 void constant_(Tensor& t, float v);
 void zeros_(Tensor& t);
 void ones_(Tensor& t);
+// Every parameter of a module to zero (an output layer that makes a network start as the identity).
+void zeros_(Module& m);
 // gain * sqrt(6 / (fan_in + fan_out)) bound.
 void xavier_uniform_(Tensor& t, float gain = 1.f, Generator* gen = nullptr);
 void xavier_normal_(Tensor& t, float gain = 1.f, Generator* gen = nullptr);

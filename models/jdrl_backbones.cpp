@@ -109,12 +109,7 @@ Tensor VggDeblur::forward_residual(const Tensor& x, const Tensor& base) {
   return sigmoid(log(b) - log(1.f - b) + trunk(x));
 }
 
-void VggDeblur::zero_output() {
-  for (auto& [n, p] : out->named_parameters()) {
-    Tensor t = p;
-    init::zeros_(t);
-  }
-}
+void VggDeblur::zero_output() { init::zeros_(*out); }
 
 // --- Restormer -------------------------------------------------------------------------------------------------
 RestormerBlock::Attention::Attention(int64_t dim, int64_t h) : heads(h) {
@@ -214,11 +209,6 @@ Tensor Restormer::forward_residual(const Tensor& x, const Tensor& base) {
 
 Tensor Restormer::forward(const Tensor& x) { return forward_residual(x, slice(x, 1, 0, 3)); }
 
-void Restormer::zero_output() {
-  for (auto& [n, p] : output_->named_parameters()) {
-    Tensor t = p;
-    init::zeros_(t);
-  }
-}
+void Restormer::zero_output() { init::zeros_(*output_); }
 
 }  // namespace rf

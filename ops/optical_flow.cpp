@@ -6,6 +6,7 @@
 
 #include "engine/autograd.h"
 #include "ops/elementwise.h"
+#include "ops/reduce.h"
 #include "ops/sample.h"
 #include "ops/shape.h"
 
@@ -164,46 +165,32 @@ Tensor warp_bicubic(const Tensor& img, const Tensor& flow) {
     wt[2] = near(1.f - t);
     wt[3] = far(2.f - t);
   };
-  std::vector<float> f = flow.to_vector();
-  std::vector<float> fx(b * hw), fy(b * hw), wx(4 * b * hw), wy(4 * b * hw);  // floors; tap weights per position
+  // The 16 taps of every position side by side along the width ([B, H, 16 W]: tap t = 4 j + i of pixel x at
+  // column t W + x), so that one grid_sample gathers them all: bilinear samples at whole-pixel positions, each
+  // clamped to the image (border taps), are the pixels themselves.
+  const std::vector<float> f = flow.to_vector();
+  const float sx = w > 1 ? 2.f / (float)(w - 1) : 0.f, sy = h > 1 ? 2.f / (float)(h - 1) : 0.f;
+  std::vector<float> grid(b * h * 16 * w * 2), weight(b * h * 16 * w);
   for (int64_t n = 0; n < b; ++n)
     for (int64_t y = 0; y < h; ++y)
       for (int64_t x = 0; x < w; ++x) {
-        const int64_t i = n * hw + y * w + x;
         const float px = (float)x + f[(n * 2) * hw + y * w + x], py = (float)y + f[(n * 2 + 1) * hw + y * w + x];
-        fx[i] = std::floor(px);
-        fy[i] = std::floor(py);
+        const float x0 = std::floor(px), y0 = std::floor(py);
         float cx[4], cy[4];
-        cubic(px - fx[i], cx);
-        cubic(py - fy[i], cy);
-        for (int k = 0; k < 4; ++k) {
-          wx[(k * b + n) * hw + y * w + x] = cx[k];
-          wy[(k * b + n) * hw + y * w + x] = cy[k];
-        }
+        cubic(px - x0, cx);
+        cubic(py - y0, cy);
+        for (int j = 0; j < 4; ++j)
+          for (int i = 0; i < 4; ++i) {
+            const int64_t at = ((n * h + y) * 16 + 4 * j + i) * w + x;
+            grid[at * 2] = std::min(std::max(x0 + (float)(i - 1), 0.f), (float)(w - 1)) * sx - 1.f;
+            grid[at * 2 + 1] = std::min(std::max(y0 + (float)(j - 1), 0.f), (float)(h - 1)) * sy - 1.f;
+            weight[at] = cx[i] * cy[j];
+          }
       }
   const Device dev = img.device();
-  const float sx = w > 1 ? 2.f / (float)(w - 1) : 0.f, sy = h > 1 ? 2.f / (float)(h - 1) : 0.f;
-  Tensor out;
-  std::vector<float> grid(b * hw * 2);
-  for (int j = 0; j < 4; ++j)
-    for (int i = 0; i < 4; ++i) {
-      // Whole-pixel positions, each clamped to the image (border taps): a bilinear sample there is the pixel itself.
-      for (int64_t p = 0; p < b * hw; ++p) {
-        const float tx = std::min(std::max(fx[p] + (float)(i - 1), 0.f), (float)(w - 1));
-        const float ty = std::min(std::max(fy[p] + (float)(j - 1), 0.f), (float)(h - 1));
-        grid[p * 2] = tx * sx - 1.f;
-        grid[p * 2 + 1] = ty * sy - 1.f;
-      }
-      Tensor tap = grid_sample(img, from_vector(grid, {b, h, w, 2}, dev), true, GridPadding::Border);
-      std::vector<float> weight(b * hw);
-      for (int64_t p = 0; p < b * hw; ++p) {
-        const int64_t n = p / hw, q = p % hw;
-        weight[p] = wx[(i * b + n) * hw + q] * wy[(j * b + n) * hw + q];
-      }
-      Tensor term = tap * from_vector(weight, {b, 1, h, w}, dev);
-      out = out.defined() ? out + term : term;
-    }
-  return out;
+  Tensor taps = grid_sample(img, from_vector(grid, {b, h, 16 * w, 2}, dev), true, GridPadding::Border);
+  Tensor weighted = taps * from_vector(weight, {b, 1, h, 16 * w}, dev);  // [B, C, H, 16 W]
+  return sum(weighted.reshape({b, img.size(1), h, 16, w}), {3});
 }
 
 }  // namespace rf

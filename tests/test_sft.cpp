@@ -120,20 +120,18 @@ TEST_CASE("deblur --save-map writes sft's own defocus map in make_synth's units,
   CHECK(max_abs_diff(written_px, expected_px) < 1.f / 256.f);
 
   // The map and the deblurred image at one path: refused before anything is written (file and folder forms).
-  log = run_command(binary_dir() + "/deblur --model sft --device cpu --weights " + (d / "sft.safetensors") +
-                        " --save-map " + (d / "same.png") + " " + (d / "in.png") + " " + (d / "same.png"),
-                    &code);
-  CHECK(code != 0);
-  CHECK_MESSAGE(log.find("--save-map is OUT") != std::string::npos, log);
-  CHECK_FALSE(fs::exists(d / "same.png"));
+  auto refused_at_out = [&](const std::string& in, const std::string& out) {
+    log = run_command(binary_dir() + "/deblur --model sft --device cpu --weights " + (d / "sft.safetensors") +
+                          " --save-map " + out + " " + in + " " + out,
+                      &code);
+    CHECK(code != 0);
+    CHECK_MESSAGE(log.find("--save-map is OUT") != std::string::npos, log);
+    CHECK_FALSE(fs::exists(out));
+  };
+  refused_at_out(d / "in.png", d / "same.png");
   make_dirs(d / "inputs");
   write_png(d / "inputs/a.png", img, 16);
-  log = run_command(binary_dir() + "/deblur --model sft --device cpu --weights " + (d / "sft.safetensors") +
-                        " --save-map " + (d / "outs") + " " + (d / "inputs") + " " + (d / "outs"),
-                    &code);
-  CHECK(code != 0);
-  CHECK_MESSAGE(log.find("--save-map is OUT") != std::string::npos, log);
-  CHECK_FALSE(fs::exists(d / "outs"));
+  refused_at_out(d / "inputs", d / "outs");
 
   GgkmConfig c = GgkmConfig::variant_defaults("ggkm");
   c.groups = 4;

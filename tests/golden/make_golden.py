@@ -16,6 +16,7 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from safetensors_min import save as save_safetensors  # noqa: E402
+import twin_jdrl  # noqa: E402
 
 
 def U(shape, lo=-1.0, hi=1.0, away=0.0):
@@ -105,18 +106,8 @@ case("grid_sample", [U([2, 3, 6, 7]), U([2, 5, 4, 2], -1.1, 1.1)])(
     lambda x, g: F.grid_sample(x, g, mode="bilinear", padding_mode="zeros", align_corners=False))
 case("grid_sample_border_align", [U([1, 2, 6, 7]), U([1, 5, 4, 2], -1.2, 1.2)])(
     lambda x, g: F.grid_sample(x, g, mode="bilinear", padding_mode="border", align_corners=True))
-
-
-def warp_bicubic(x, flow):
-    """x sampled at p + flow(p), bicubic, border (refocus's warp_bicubic)."""
-    n, _, h, w = x.shape
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=x.dtype), torch.arange(w, dtype=x.dtype), indexing="ij")
-    gx = (xs + flow[:, 0]) * (2 / (w - 1)) - 1
-    gy = (ys + flow[:, 1]) * (2 / (h - 1)) - 1
-    return F.grid_sample(x, torch.stack([gx, gy], -1), mode="bicubic", padding_mode="border", align_corners=True)
-
-
-case("warp_bicubic", [U([2, 3, 7, 9]), U([2, 2, 7, 9], -2.5, 2.5)], grads=[0])(warp_bicubic)
+case("warp_bicubic", [U([2, 3, 7, 9]), U([2, 2, 7, 9], -2.5, 2.5)], grads=[0])(
+    lambda x, flow: twin_jdrl.warp(x, flow, mode="bicubic"))
 
 # --- shape ops ------------------------------------------------------------------------------------------
 case("permute", [U([2, 3, 4, 5])])(lambda x: x.permute(2, 0, 3, 1).contiguous())

@@ -225,12 +225,13 @@ class Restormer(nn.Module):
 
 
 # --- the whole jdrl network ------------------------------------------------------------------------------------------
-def warp(img, flow):
+def warp(img, flow, mode="bilinear"):
+    """img sampled at p + flow(p), border values outside (refocus's warp, or warp_bicubic with mode="bicubic")."""
     b, _, h, w = img.shape
     ys, xs = torch.meshgrid(torch.arange(h, dtype=img.dtype), torch.arange(w, dtype=img.dtype), indexing="ij")
     gx = (xs + flow[:, 0]) * (2 / (w - 1)) - 1
     gy = (ys + flow[:, 1]) * (2 / (h - 1)) - 1
-    return F.grid_sample(img, torch.stack([gx, gy], -1), mode="bilinear", padding_mode="border", align_corners=True)
+    return F.grid_sample(img, torch.stack([gx, gy], -1), mode=mode, padding_mode="border", align_corners=True)
 
 
 class Fusion(nn.Module):
