@@ -106,7 +106,7 @@ Tensor DeformableFusion::forward(const Tensor& image, const Tensor& map) {
 nlohmann::json JdrlConfig::to_json() const {
   return {{"backbone", backbone}, {"width", width}, {"restormer_blocks", restormer_blocks},
           {"restormer_refinement", restormer_refinement}, {"estimator", estimator}, {"heads", heads}, {"points", points},
-          {"identity_start", identity_start}};
+          {"identity_start", identity_start}, {"global_flow", global_flow}};
 }
 
 JdrlConfig JdrlConfig::from_json(const nlohmann::json& j) {
@@ -121,6 +121,7 @@ JdrlConfig JdrlConfig::from_json(const nlohmann::json& j) {
   r.get("heads", c.heads, 1, kReblurSeeds);
   r.get("points", c.points, 1, 16);
   r.get("identity_start", c.identity_start);
+  r.get("global_flow", c.global_flow);
   r.finish();
   RF_CHECK(kReblurSeeds % c.heads == 0, "jdrl config: heads must divide 35, got ", c.heads);
   return c;
@@ -212,8 +213,10 @@ LossTerms JdrlModel::loss(const Batch& b, const std::string& stage) {
     Tensor l = charbonnier_loss(out, b.target);
     return {l, {{"charbonnier", l.item()}}};
   }
+  FlowOptions flow = pair_alignment_flow();
+  flow.global_affine = cfg.global_flow;
   if (stage == "warmup") {  // the ground truth warped onto the blurry input: blur-independent alignment
-    Tensor gt_w = warp_bicubic(b.target, estimate_flow(b.input, b.target));
+    Tensor gt_w = warp_bicubic(b.target, estimate_flow(b.input, b.target, flow));
     Tensor l = charbonnier_loss(out, gt_w);
     return {l, {{"l_d", l.item()}}};
   }
@@ -222,13 +225,18 @@ LossTerms JdrlModel::loss(const Batch& b, const std::string& stage) {
   {
     NoGrad ng;
     Tensor o = out.detach();
-    flow_to_gt = estimate_flow(o, b.target);   // warp(GT, .) ~ output
-    flow_to_out = estimate_flow(b.target, o);  // warp(output, .) ~ GT
+    flow_to_gt = estimate_flow(o, b.target, flow);   // warp(GT, .) ~ output
+    flow_to_out = estimate_flow(b.target, o, flow);  // warp(output, .) ~ GT
   }
   // [ours] Bicubic: a bilinear warp blurs what it moves by about as much as the defocus of a nearly sharp image.
   Tensor gt_on_out = warp_bicubic(b.target, flow_to_gt), out_on_gt = warp_bicubic(out, flow_to_out);
-  Tensor m1 = calibration_mask(flow_to_gt), m2 = calibration_mask(flow_to_out);
-  Tensor l_d = charbonnier_loss(out * m1, gt_on_out * m1) + charbonnier_loss(b.target * m2, out_on_gt * m2);
+  Tensor l_d;
+  if (cfg.global_flow) {  // [ours] no calibration mask: under an affine field its magnitude test measures the zoom, not errors
+    l_d = charbonnier_loss(out, gt_on_out) + charbonnier_loss(b.target, out_on_gt);
+  } else {
+    Tensor m1 = calibration_mask(flow_to_gt), m2 = calibration_mask(flow_to_out);
+    l_d = charbonnier_loss(out * m1, gt_on_out * m1) + charbonnier_loss(b.target * m2, out_on_gt * m2);
+  }
   ReblurModule::Output r = reblur_->forward(out, b.input);
   Tensor l_r = charbonnier_loss(r.reblurred, b.input);
   Tensor total = l_d + 0.5f * l_r;

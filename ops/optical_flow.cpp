@@ -100,7 +100,67 @@ Image luminance(const std::vector<float>& img, int64_t c, int64_t h, int64_t w, 
   return o;
 }
 
+// Separable Gaussian blur with clamped borders (taps out to 3 sigma).
+Image gaussian(const Image& a, float sigma) {
+  if (sigma <= 0.f) return a;
+  const int64_t r = (int64_t)std::ceil(3.f * sigma);
+  std::vector<float> k(2 * r + 1);
+  float total = 0;
+  for (int64_t i = -r; i <= r; ++i) total += k[i + r] = std::exp(-0.5f * (float)(i * i) / (sigma * sigma));
+  for (float& x : k) x /= total;
+  Image t = a, o = a;
+  for (int64_t y = 0; y < a.h; ++y)
+    for (int64_t x = 0; x < a.w; ++x) {
+      float s = 0;
+      for (int64_t i = -r; i <= r; ++i) s += k[i + r] * a.at(y, x + i);
+      t.v[y * a.w + x] = s;
+    }
+  for (int64_t y = 0; y < a.h; ++y)
+    for (int64_t x = 0; x < a.w; ++x) {
+      float s = 0;
+      for (int64_t i = -r; i <= r; ++i) s += k[i + r] * t.at(y + i, x);
+      o.v[y * a.w + x] = s;
+    }
+  return o;
+}
+
+// The least-squares fit a + b x + c y of a field over the pixels at least `margin` from the border, in place.
+void fit_affine(Image& f, int64_t margin) {
+  double ata[3][3] = {}, atb[3] = {};
+  for (int64_t y = margin; y < f.h - margin; ++y)
+    for (int64_t x = margin; x < f.w - margin; ++x) {
+      const double row[3] = {1.0, (double)x, (double)y};
+      for (int r = 0; r < 3; ++r) {
+        for (int c = 0; c < 3; ++c) ata[r][c] += row[r] * row[c];
+        atb[r] += row[r] * f.v[y * f.w + x];
+      }
+    }
+  // Gaussian elimination of the 3 x 3 normal equations (positive definite when the region is 2 x 2 or more).
+  for (int i = 0; i < 3; ++i)
+    for (int r = i + 1; r < 3; ++r) {
+      const double k = ata[r][i] / ata[i][i];
+      for (int c = i; c < 3; ++c) ata[r][c] -= k * ata[i][c];
+      atb[r] -= k * atb[i];
+    }
+  double p[3];
+  for (int i = 2; i >= 0; --i) {
+    double s = atb[i];
+    for (int c = i + 1; c < 3; ++c) s -= ata[i][c] * p[c];
+    p[i] = s / ata[i][i];
+  }
+  for (int64_t y = 0; y < f.h; ++y)
+    for (int64_t x = 0; x < f.w; ++x) f.v[y * f.w + x] = (float)(p[0] + p[1] * (double)x + p[2] * (double)y);
+}
+
 }  // namespace
+
+FlowOptions pair_alignment_flow() {
+  FlowOptions o;
+  o.alpha = 0.25f;
+  o.iterations = 100;
+  o.global_affine = true;
+  return o;
+}
 
 Tensor estimate_flow(const Tensor& from, const Tensor& to, const FlowOptions& o) {
   RF_CHECK(from.dim() == 4 && from.shape() == to.shape(), "estimate_flow: images ", describe(from), " and ", describe(to),
@@ -110,7 +170,7 @@ Tensor estimate_flow(const Tensor& from, const Tensor& to, const FlowOptions& o)
   std::vector<float> a = from.to_vector(), z = to.to_vector(), flow(b * 2 * h * w);
 #pragma omp parallel for schedule(dynamic)
   for (int64_t bi = 0; bi < b; ++bi) {
-    std::vector<Image> p1 = {luminance(a, c, h, w, bi)}, p2 = {luminance(z, c, h, w, bi)};
+    std::vector<Image> p1 = {gaussian(luminance(a, c, h, w, bi), o.presmooth)}, p2 = {gaussian(luminance(z, c, h, w, bi), o.presmooth)};
     while (std::min(p1.back().h, p1.back().w) >= 2 * o.min_side) {
       p1.push_back(half(p1.back()));
       p2.push_back(half(p2.back()));
@@ -127,6 +187,11 @@ Tensor estimate_flow(const Tensor& from, const Tensor& to, const FlowOptions& o)
         v = upsample_flow(v, i1.h, i1.w, (float)i1.h / (float)v.h);
       }
       refine(i1, p2[lvl], u, v, o);
+    }
+    if (o.global_affine) {
+      const int64_t margin = std::min(h, w) >= 32 ? std::min(h, w) / 16 : 0;
+      fit_affine(u, margin);
+      fit_affine(v, margin);
     }
     std::copy(u.v.begin(), u.v.end(), flow.begin() + (bi * 2) * h * w);
     std::copy(v.v.begin(), v.v.end(), flow.begin() + (bi * 2 + 1) * h * w);

@@ -138,7 +138,7 @@ EvalResult evaluate(const EvalOptions& o) {
     double range = 1.0;
     if (o.warp_gt) {  // the ground truth moved onto the prediction (paper 004's protocol for misaligned sets)
       Tensor p4 = unsqueeze(pred, 0), r4 = unsqueeze(ref, 0);
-      ref = warp(r4, estimate_flow(p4, r4))[0];
+      ref = warp_bicubic(r4, estimate_flow(p4, r4, pair_alignment_flow()))[0];
     }
     if (o.align) {
       align_to(pred, ref, pred, ref, row);

@@ -24,6 +24,7 @@ Recipe jdrl_recipe() {
       {"--warmup", "warmup", 0.15, "fraction of the steps in the warm-up", 0, 1},
       {"--released-init", "released_init", false,
        "the released initialisation (the U-Net starts far from its input) instead of the identity start"},
+      {"--dense-flow", "dense_flow", false, "align with the dense flow field instead of its global affine fit"},
   };
   // 45 minutes on 2 cores: a narrow U-Net on 96 px crops (R, fixed at the released width, dominates a step).
   r.cpu.iters = 1000;
@@ -44,6 +45,7 @@ Recipe jdrl_recipe() {
     c.width = n["width"].get<int64_t>();
     c.estimator = !n["no_estimator"].get<bool>();
     c.identity_start = !n["released_init"].get<bool>();
+    c.global_flow = !n["dense_flow"].get<bool>();
     return JdrlConfig::from_json(c.to_json()).to_json();
   };
   r.stages = [](TrainContext& ctx) {
