@@ -149,7 +149,7 @@ nlohmann::json GsConfig::to_json() const {
           {"dim", dim},           {"heads", heads},                   {"blocks", blocks},
           {"ffn_mult", ffn_mult}, {"window", window},                 {"max_full_tokens", max_full_tokens},
           {"window_beyond", window_beyond}, {"fit_iters", fit_iters}, {"residual", residual},
-          {"color_change", color_change}, {"context", context}};
+          {"color_change", color_change}, {"context", context}, {"defocus", defocus}, {"defocus_width", defocus_width}};
 }
 
 GsConfig GsConfig::from_json(const nlohmann::json& j) {
@@ -169,6 +169,8 @@ GsConfig GsConfig::from_json(const nlohmann::json& j) {
   r.get("residual", c.residual);
   r.get("color_change", c.color_change);
   r.get("context", c.context);
+  r.get("defocus", c.defocus);
+  r.get("defocus_width", c.defocus_width, 4, 512);
   r.finish();
   RF_CHECK(c.dim % c.heads == 0 && c.dim / c.heads <= 64, "gs config: dim ", c.dim, " must split into ", c.heads,
            " heads of at most 64");
@@ -241,6 +243,35 @@ NamedTensors GsInitializer::forward_named(const std::map<std::string, Tensor>& i
   return {{"out0", p.means}, {"out1", p.theta}, {"out2", p.log_scales}, {"out3", p.colors}, {"out4", p.opacity_logit}};
 }
 
+// --- defocus estimator ------------------------------------------------------------------------------------
+GsDefocusEstimator::GsDefocusEstimator(const GsConfig& c) : cfg_(c) {
+  const int64_t w = c.defocus_width;
+  enc_ = register_module("enc", conv_relu_stack({{3, w, 1}, {w, w, 1}}));                        // H
+  down1_ = register_module("down1", conv_relu_stack({{w, 2 * w, 2}, {2 * w, 2 * w, 1}}));        // H/2
+  down2_ = register_module("down2", conv_relu_stack({{2 * w, 4 * w, 2}, {4 * w, 4 * w, 1}}));    // H/4
+  down3_ = register_module("down3", conv_relu_stack({{4 * w, 4 * w, 2}, {4 * w, 4 * w, 1}}));    // H/8
+  up_ = register_module("up", conv_relu_stack({{4 * w, 4 * w, 1}}));                             // after x2
+  merge_ = register_module("merge", conv_relu_stack({{8 * w, 4 * w, 1}}));                       // [up, down2]
+  head_ = register_module("head", std::make_shared<Conv2d>(4 * w, 1, 1));
+}
+
+Tensor GsDefocusEstimator::forward(const Tensor& images) {
+  RF_CHECK(images.dim() == 4 && images.size(1) == 3, "gs defocus estimator: images must be [B, 3, H, W], got ", describe(images));
+  const int64_t h = images.size(2), w = images.size(3), ph = (8 - h % 8) % 8, pw = (8 - w % 8) % 8;
+  Tensor x = pad2d(images, 0, pw, 0, ph, PadMode::Replicate);
+  Tensor d2 = down2_->forward(down1_->forward(enc_->forward(x))), d3 = down3_->forward(d2);
+  Tensor u = up_->forward(upsample_nearest(d3, d2.size(2), d2.size(3)));
+  Tensor coarse = softplus(head_->forward(merge_->forward(concat({u, d2}, 1))));  // [B, 1, (H + ph) / 4, ...]
+  Tensor full = resize_bilinear(coarse, h + ph, w + pw);
+  return slice(slice(full, 2, 0, h), 3, 0, w);
+}
+
+Tensor GsDefocusEstimator::deblur(const Tensor&, const Tensor&, const Tensor&) {
+  throw Error("gs_defocus is a part of gs: it estimates defocus and does not deblur by itself (use --model gs)");
+}
+
+NamedTensors GsDefocusEstimator::forward_named(const std::map<std::string, Tensor>& in) { return {{"out0", forward(in.at("x"))}}; }
+
 // --- blob deblurrer -------------------------------------------------------------------------------------------
 BlobDeblurrer::BlobDeblurrer(const GsConfig& c) : cfg_(c) {
   embed_ = register_module("embed", std::make_shared<Linear>(c.token_features(), c.dim));
@@ -282,10 +313,10 @@ static std::vector<int64_t> morton_order(const Tensor& means, int64_t h, int64_t
 }
 
 Blobs BlobDeblurrer::forward(const Blobs& b, const Tensor& d2, const Tensor& d1, const Tensor& log_k, int64_t h,
-                             int64_t w, const Tensor& context) {
+                             int64_t w, const Tensor& extra) {
   const int64_t n = b.size();
   const Device dev = b.means.device();
-  // Token features (31, + 9 with cfg.context): a Fourier encoding of the position in pixels (periods 4 to 64 px: the same
+  // Token features (31, + 9 with cfg.context, + 1 with cfg.defocus): a Fourier encoding of the position in pixels (periods 4 to 64 px: the same
   // features for a blob in a training crop and in a whole test image, and fine enough to tell neighbours
   // apart), orientation (mod pi), log-scales, colour, opacity, depth at the centre, image-level d1 and
   // log K (zeros without depth). The image size itself is deliberately not a feature.
@@ -305,10 +336,11 @@ Blobs BlobDeblurrer::forward(const Blobs& b, const Tensor& d2, const Tensor& d1,
   f.push_back(d2.defined() ? d2.reshape({n, 1}) : zero);
   f.push_back(d1.defined() ? expand(d1.reshape({1, 1}), {n, 1}) : zero);
   f.push_back(log_k.defined() ? expand(log_k.reshape({1, 1}), {n, 1}) : zero);
-  if (cfg_.context) {
-    RF_CHECK(!context.defined() || (context.dim() == 2 && context.size(0) == n && context.size(1) == GsConfig::kContextFeatures),
-             "blob deblurrer: context must be [", n, ", ", GsConfig::kContextFeatures, "], got ", describe(context));
-    f.push_back(context.defined() ? context : blob_context(b, h, w));
+  if (cfg_.extra_features() > 0) {
+    RF_CHECK(!extra.defined() || (extra.dim() == 2 && extra.size(0) == n && extra.size(1) == cfg_.extra_features()),
+             "blob deblurrer: per-blob features must be [", n, ", ", cfg_.extra_features(), "], got ", describe(extra));
+    RF_CHECK(extra.defined() || !cfg_.defocus, "blob deblurrer: the defocus feature needs the image (GsModel::blob_features)");
+    f.push_back(extra.defined() ? extra : blob_context(b, h, w));
   }
   Tensor tokens = concat(f, 1);
 
@@ -346,10 +378,24 @@ Tensor blob_context(const Blobs& blobs, int64_t h, int64_t w) {
 GsModel::GsModel(const GsConfig& c) : cfg(c) {
   initializer = register_module("initializer", std::make_shared<GsInitializer>(c));
   deblurrer = register_module("deblurrer", std::make_shared<BlobDeblurrer>(c));
+  if (c.defocus) estimator = register_module("estimator", std::make_shared<GsDefocusEstimator>(c));
+}
+
+Tensor GsModel::blob_features(const Blobs& b, const Tensor& image) {
+  NoGrad ng;
+  std::vector<Tensor> f;
+  if (cfg.context) f.push_back(blob_context(b, image.size(1), image.size(2)));
+  if (cfg.defocus) {
+    Tensor coc = estimator->forward(unsqueeze(image, 0));  // [1, 1, H, W]
+    f.push_back(log(sample_at_centres(coc, b.means) + 1.f).reshape({b.size(), 1}));
+  }
+  if (f.empty()) return Tensor();
+  return f.size() == 1 ? f[0] : concat(f, 1);
 }
 
 std::string GsModel::description() const {
-  return cat("gs (", cfg.use_depth ? "with depth" : "w/o depth", ", ", cfg.fit_iters, " fitting iterations)");
+  return cat("gs (", cfg.use_depth ? "with depth maps" : "w/o depth", cfg.defocus ? ", defocus from its own estimator" : "",
+             ", ", cfg.fit_iters, " fitting iterations)");
 }
 
 Tensor GsModel::deblur(const Tensor& input, const Tensor& depth, const Tensor& defocus) {
@@ -367,6 +413,8 @@ Tensor GsModel::deblur(const Tensor& input, const Tensor& depth, const Tensor& d
   }
   return concat(out, 0);
 }
+
+Tensor GsModel::predict_defocus(const Tensor& input) { return estimator ? estimator->forward(input) : Tensor(); }
 
 std::vector<std::string> GsModel::forward_inputs() const {
   return cfg.use_depth ? std::vector<std::string>{"x", "depth"} : std::vector<std::string>{"x"};
@@ -405,6 +453,8 @@ nlohmann::json gs_config_from_state_dict(std::map<std::string, Tensor>& t) {
   GsConfig with_colour = c;
   with_colour.color_change = true;
   c.color_change = need("deblurrer.head.weight").size(0) == with_colour.head_outputs();
+  c.defocus = t.count("estimator.enc.0.weight") > 0;
+  if (c.defocus) c.defocus_width = t["estimator.enc.0.weight"].size(0);
   GsConfig with_context = c;
   with_context.context = true;
   c.context = embed.size(1) == with_context.token_features();
@@ -435,7 +485,7 @@ GsResult gs_deblur(GsModel& m, const Tensor& image, const Tensor& depth_in, int 
   NoGrad ng;
   Blobs b = fit.params.blobs();
   Tensor d2 = dn.defined() ? depth_at_blobs(dn, b.means) : Tensor();
-  r.deblurred = m.deblurrer->forward(b, d2, fit.params.d1, fit.params.log_k, h, w);
+  r.deblurred = m.deblurrer->forward(b, d2, fit.params.d1, fit.params.log_k, h, w, m.blob_features(b, image));
   Tensor out = rasterize(r.deblurred, h, w);
   if (m.cfg.residual) out = image + (out - rasterize(b, h, w));
   r.sharp = clamp(out, 0.f, 1.f);
@@ -443,7 +493,7 @@ GsResult gs_deblur(GsModel& m, const Tensor& image, const Tensor& depth_in, int 
 }
 
 Blobs crop_blobs(const Blobs& b, const Tensor& d2, int64_t top, int64_t left, int64_t size, int k, bool flip_x,
-                 bool flip_y, float margin, Tensor* d2_out, const Tensor& context, Tensor* context_out) {
+                 bool flip_y, float margin, Tensor* d2_out, const Tensor& extra, Tensor* extra_out) {
   // crop_square's output -> crop map, in continuous coordinates (pixel p spans [p, p + 1), so s - 1 - p
   // becomes s - X): in = A out + t, found by mapping three points.
   const float s = (float)size;
@@ -485,8 +535,8 @@ Blobs crop_blobs(const Blobs& b, const Tensor& d2, int64_t top, int64_t left, in
   const int64_t n = (int64_t)nop.size();
   Device d = b.means.device();
   if (d2_out) *d2_out = dv.empty() ? Tensor() : from_vector(nd, {n}, d);
-  // The local contrast is isotropic: rotations and flips leave it as it is.
-  if (context_out) *context_out = context.defined() ? gather_rows(context, kept) : Tensor();
+  // Local contrast and defocus are isotropic: rotations and flips leave them as they are.
+  if (extra_out) *extra_out = extra.defined() ? gather_rows(extra, kept) : Tensor();
   return Blobs{from_vector(nm, {n, 2}, d), from_vector(nth, {n}, d), from_vector(nsc, {n, 2}, d),
                from_vector(nco, {n, 3}, d), from_vector(nop, {n}, d)};
 }

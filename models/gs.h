@@ -85,7 +85,14 @@ struct GsConfig {
   // undoing blur is a difference between neighbours. false: the paper's tokens (blob parameters + depth).
   bool context = false;
   static constexpr int64_t kContextFeatures = 9;  // 3 blur scales x RGB
-  int64_t token_features() const { return 31 + (context ? kContextFeatures : 0); }
+  // [ours] Each token also carries log(1 + CoC px) at its centre from gs's own defocus estimator
+  // (GsDefocusEstimator, trained on the synthetic sets' defocus maps): where the image is in focus and how
+  // blurred it is, for any photo, with or without a depth map. false: no estimator.
+  bool defocus = false;
+  int64_t defocus_width = 16;   // estimator width
+  // Per-blob features after the blob's own: local contrast (9, with context), then defocus (1, with defocus).
+  int64_t extra_features() const { return (context ? kContextFeatures : 0) + (defocus ? 1 : 0); }
+  int64_t token_features() const { return 31 + extra_features(); }
   nlohmann::json to_json() const;
   static GsConfig from_json(const nlohmann::json& j);
   int64_t window_for(int64_t n) const { return window > 0 ? window : (n <= max_full_tokens ? 0 : window_beyond); }
@@ -114,20 +121,43 @@ class GsInitializer : public Model {
   std::shared_ptr<Conv2d> head_;
 };
 
+// [ours] gs's defocus estimator: image [B, 3, H, W] -> CoC radius in px [B, 1, H, W] (softplus, >= 0). Three
+// stride-2 levels (a receptive field of ~70 px: blur is judged against the structure around it), one skip at
+// H/4, the map predicted at H/4 and resized bilinearly. Trained by train_gs's "defocus" stage on the defocus
+// maps of the synthetic sets (make_synth writes them). Also a model of its own in the registry ("gs_defocus"):
+// `forward` input x, output out0.
+class GsDefocusEstimator : public Model {
+ public:
+  explicit GsDefocusEstimator(const GsConfig& c);
+  Tensor forward(const Tensor& images);
+
+  std::string name() const override { return "gs_defocus"; }
+  nlohmann::json config() const override { return cfg_.to_json(); }
+  Tensor deblur(const Tensor&, const Tensor&, const Tensor&) override;
+  std::vector<std::string> forward_inputs() const override { return {"x"}; }
+  NamedTensors forward_named(const std::map<std::string, Tensor>& inputs) override;
+
+ private:
+  GsConfig cfg_;
+  std::shared_ptr<Sequential> enc_, down1_, down2_, down3_, up_, merge_;
+  std::shared_ptr<Conv2d> head_;
+};
+
 // The blob deblurrer of Sec. 3.2: a Transformer over all blobs (3 blocks of self-attention + FFN). A token
 // is a blob's parameters with a Fourier encoding of its position, its depth and the image-level d1, K.
-// With cfg.context the token also carries blob_context's 9 features.
+// With cfg.context the token also carries blob_context's 9 features, with cfg.defocus the estimated defocus.
 // Outputs (dtheta, ds1, ds2, do) applied by Eq. 5-8 (+ a colour change dc with cfg.color_change); the output
 // layer starts at zero, so the deblurrer starts at the identity (ds gets a bias of 1e-3 px so that ReLU(ds)
 // has a gradient from the start).
 class BlobDeblurrer : public Module {
  public:
   explicit BlobDeblurrer(const GsConfig& c);
-  // d2 [N] (or undefined), d1 and log_k [1] (or undefined): depth inputs. context: blob_context of the whole
-  // image the blobs came from (training crops pass it, so that a crop's edge does not change it); computed
-  // from b when undefined. Returns the adjusted blobs.
+  // d2 [N] (or undefined), d1 and log_k [1] (or undefined): depth inputs. extra: the per-blob features of
+  // GsModel::blob_features [N, cfg.extra_features()], computed on the whole image the blobs came from (training
+  // crops pass them, so that a crop's edge does not change them); without defocus they may be left undefined
+  // and are then computed from b. Returns the adjusted blobs.
   Blobs forward(const Blobs& b, const Tensor& d2, const Tensor& d1, const Tensor& log_k, int64_t height, int64_t width,
-                const Tensor& context = Tensor());
+                const Tensor& extra = Tensor());
 
  private:
   GsConfig cfg_;
@@ -148,6 +178,11 @@ class GsModel : public Model {
   GsConfig cfg;
   std::shared_ptr<GsInitializer> initializer;
   std::shared_ptr<BlobDeblurrer> deblurrer;
+  std::shared_ptr<GsDefocusEstimator> estimator;  // with cfg.defocus
+
+  // The deblurrer's per-blob features beyond the blob itself ([N, cfg.extra_features()], undefined when none):
+  // blob_context of b's render and log(1 + the estimated CoC) at each centre. image [3, H, W].
+  Tensor blob_features(const Blobs& b, const Tensor& image);
 
   std::string name() const override { return "gs"; }
   nlohmann::json config() const override { return cfg.to_json(); }
@@ -158,6 +193,7 @@ class GsModel : public Model {
   NamedTensors forward_named(const std::map<std::string, Tensor>& inputs) override;
   // Sec. 3.4 for each image of the batch (initializer, fit, deblurrer, render); the fit runs with grad on.
   Tensor deblur(const Tensor& input, const Tensor& depth, const Tensor& defocus) override;
+  Tensor predict_defocus(const Tensor& input) override;  // the estimator's map (with cfg.defocus)
   nlohmann::json stats() const override;
 
  private:
@@ -184,11 +220,11 @@ GsResult gs_deblur(GsModel& m, const Tensor& image, const Tensor& depth, int fit
 void scale_change(const Blobs& before, const Blobs& after, double* ds1, double* ds2);
 
 // The blobs of a square crop (centres within `margin` px of it), seen through the same rotation and flips
-// as data/loader.h's crop_square, so that they render the transformed crop. d2 [N] and context [N, 9] (per
-// blob, may be undefined) are carried along.
+// as data/loader.h's crop_square, so that they render the transformed crop. d2 [N] and extra [N, F] (per
+// blob, may be undefined; rotation-invariant features) are carried along.
 Blobs crop_blobs(const Blobs& b, const Tensor& d2, int64_t top, int64_t left, int64_t size, int k, bool flip_x,
-                 bool flip_y, float margin, Tensor* d2_out, const Tensor& context = Tensor(),
-                 Tensor* context_out = nullptr);
+                 bool flip_y, float margin, Tensor* d2_out, const Tensor& extra = Tensor(),
+                 Tensor* extra_out = nullptr);
 
 // Blobs on disk: safetensors with means, theta, scales, colors, opacity (+ d1, K) and the image size.
 void save_blobs(const std::string& path, const FitParams& p, int64_t height, int64_t width);

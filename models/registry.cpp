@@ -65,6 +65,9 @@ const std::vector<ModelEntry>& model_entries() {
       {"gs_initializer", "paper 000, gs's initializer alone (for forward): a U-Net placing one blob per 2x2 cell",
        [](const nlohmann::json& c) -> std::unique_ptr<Model> { return std::make_unique<GsInitializer>(GsConfig::from_json(c)); },
        nullptr},
+      {"gs_defocus", "gs's defocus estimator alone (for forward): image -> CoC radius in px per pixel",
+       [](const nlohmann::json& c) -> std::unique_ptr<Model> { return std::make_unique<GsDefocusEstimator>(GsConfig::from_json(c)); },
+       nullptr},
   };
   return entries;
 }

@@ -72,13 +72,14 @@ if [ "$NAME" = jdrl ]; then
   score "$OUT/synth_identity_warp" --data "$DATA" --identity --warp-gt
 fi
 
-# sft predicts its own defocus map: score it against the synthetic GT maps (px) and the Pixel 4 maps (ranks).
-if [ "$NAME" = sft ]; then
-  "$bin/deblur" --model sft --weights "$weights" --device "$DEVICE" --save-map "$OUT/synth_maps" \
+# sft (and gs with its defocus estimator) predict their own defocus map: score it against the synthetic GT maps (px)
+# and the Pixel 4 maps (ranks).
+if [ "$NAME" = sft ] || { [ "$NAME" = gs ] && grep -q '"defocus": *true' "$RUN/config.json"; }; then
+  "$bin/deblur" --model "$NAME" --weights "$weights" --device "$DEVICE" --save-map "$OUT/synth_maps" \
       "$DATA/test_c/source" "$OUT/synth_out" 2>"$OUT/synth_maps.log"
-  [ -d "$PIXEL4" ] && "$bin/deblur" --model sft --weights "$weights" --device "$DEVICE" --save-map "$OUT/pixel4_maps" \
+  [ -d "$PIXEL4" ] && "$bin/deblur" --model "$NAME" --weights "$weights" --device "$DEVICE" --save-map "$OUT/pixel4_maps" \
       "$PIXEL4/blur" "$OUT/pixel4_out" 2>"$OUT/pixel4_maps.log"
-  /usr/bin/python3 scripts/map_agreement.py "sft's predicted defocus maps ($RECIPE recipe) against the ground truth:" \
+  /usr/bin/python3 scripts/map_agreement.py "${NAME}'s predicted defocus maps ($RECIPE recipe) against the ground truth:" \
       "$OUT/synth_maps" "$DATA/test_c/defocus" "$OUT/pixel4_maps" "$PIXEL4/defocus_map" "results/${NAME}_${RECIPE}_map.extra.md"
 fi
 

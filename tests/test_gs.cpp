@@ -20,6 +20,7 @@ namespace {
 #include "data/loader.h"
 #include "models/gs.h"
 #include "layers/losses.h"
+#include "layers/optim.h"
 #include "data/metrics.h"
 
 TEST_SUITE("gs") {
@@ -208,6 +209,69 @@ TEST_CASE("blob deblurrer with local-contrast tokens: identity at start, the con
   auto read = gs_config_from_state_dict(sd);
   CHECK(read["context"].get<bool>());
   CHECK(read["color_change"].get<bool>());
+}
+
+TEST_CASE("the defocus token: the estimator's CoC at each blob centre, a trainable estimator, convert finds it") {
+  GsConfig cfg = small_deblurrer(true, true);
+  cfg.defocus = true;
+  cfg.defocus_width = 4;
+  manual_seed(12);
+  GsModel m(cfg);
+  REQUIRE(m.estimator);
+  CHECK(cfg.token_features() == 31 + 9 + 1);
+  // A texture of 4 px blocks, its right half blurred (two 5 x 5 boxes: CoC ~3 px), the true map 0 | 3 px.
+  Tensor sharp = upsample_nearest(uniform_input({1, 3, 16, 16}, 0.f, 1.f, 13), 64, 64), blurred = sharp;
+  for (int k = 0; k < 2; ++k) blurred = avg_pool2d(pad2d(blurred, 2, 2, 2, 2, PadMode::Replicate), 5, 1);
+  Tensor image = concat({slice(sharp, 3, 0, 32), slice(blurred, 3, 32, 64)}, 3);
+  Tensor truth = concat({zeros({1, 1, 64, 32}), full({1, 1, 64, 32}, 3.f)}, 3);
+  Adam opt(m.estimator->named_parameters(), AdamOptions{3e-3f});
+  float first = 0, last = 0;
+  for (int step = 0; step < 150; ++step) {
+    opt.zero_grad();
+    Tensor l = mean(abs(log(m.estimator->forward(image) + 1.f) - log(truth + 1.f)));
+    l.backward();
+    opt.step();
+    (step == 0 ? first : last) = l.item();
+  }
+  Tensor est = m.estimator->forward(image);
+  const float left = mean(slice(est, 3, 4, 28)).item(), right = mean(slice(est, 3, 36, 60)).item();
+  MESSAGE("defocus estimator, 150 steps on one image: loss " << first << " -> " << last << ", mean CoC left (sharp) "
+                                                             << left << " px, right (3 px) " << right << " px");
+  CHECK(last < 0.5f * first);
+  CHECK(right - left > 1.5f);
+  // deblur --save-map's map is the estimator's (a gs without an estimator has none)
+  CHECK(max_abs_diff(m.predict_defocus(image), est) == 0.0);
+  GsConfig plain = cfg;
+  plain.defocus = false;
+  CHECK_FALSE(GsModel(plain).predict_defocus(image).defined());
+  // blob_features: local contrast, then log(1 + CoC) at each centre
+  Blobs b = analytic_init(image[0], 2).blobs();
+  Tensor f = m.blob_features(b, image[0]);
+  REQUIRE(f.shape() == Shape({b.size(), 10}));
+  CHECK(max_abs_diff(slice(f, 1, 0, 9), blob_context(b, 64, 64)) < 1e-6);
+  auto coc = f.to_vector(), means = b.means.to_vector();
+  double on_left = 0, on_right = 0;
+  int64_t n_left = 0, n_right = 0;
+  for (int64_t i = 0; i < b.size(); ++i) {
+    const float x = means[(size_t)(2 * i)], c = std::expm1(coc[(size_t)(i * 10 + 9)]);
+    if (x < 28) on_left += c, n_left++;
+    if (x > 36) on_right += c, n_right++;
+  }
+  CHECK(on_right / (double)n_right - on_left / (double)n_left > 1.5);
+  // the deblurrer takes them, and cannot make up the defocus column itself
+  Blobs out = m.deblurrer->forward(b, Tensor(), Tensor(), Tensor(), 64, 64, f);
+  CHECK(out.size() == b.size());
+  CHECK_THROWS_WITH(m.deblurrer->forward(b, Tensor(), Tensor(), Tensor(), 64, 64),
+                    doctest::Contains("the defocus feature needs the image"));
+  // config round trip (old configs: no estimator) and `convert` reads it off the state dict
+  CHECK_FALSE(GsConfig::from_json({{"dim", 32}, {"heads", 2}}).defocus);
+  CHECK(GsConfig::from_json(cfg.to_json()).defocus);
+  std::map<std::string, Tensor> sd;
+  for (auto& [name, t] : m.state_dict()) sd[name] = t;
+  auto read = gs_config_from_state_dict(sd);
+  CHECK(read["defocus"].get<bool>());
+  CHECK(read["defocus_width"].get<int64_t>() == 4);
+  CHECK(read["context"].get<bool>());
 }
 
 TEST_CASE("blob deblurrer with windowed attention and depth inputs") {

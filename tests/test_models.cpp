@@ -86,32 +86,39 @@ TEST_CASE("run_deblur in tiles with context equals the whole image, sizes padded
   CHECK(max_abs_diff(whole, clamp(s.input, 0.f, 1.f)) > 1e-3);  // the model did something
 }
 
-TEST_CASE("forward on gs's initializer reproduces its PyTorch twin (same weights, non-square input)") {
+// `forward --model NAME` on the weights and inputs of tests/golden/NAME_twin.safetensors reproduces the twin's
+// outputs; a missing input is named.
+static void check_forward_against_twin(const std::string& model, size_t outputs) {
   TempDir d;
-  auto expected = split_twin("gs_initializer", d);
+  auto expected = split_twin(model, d);
+  const std::string run = "forward --model " + model + " --device cpu --weights " + (d / "weights.safetensors") +
+                          " --config " + (d / "config.json") + " ";
   int code = 0;
-  std::string out = run_program("forward --model gs_initializer --device cpu --weights " + (d / "weights.safetensors") +
-                                    " --config " + (d / "config.json") + " " + (d / "in.safetensors") + " " +
-                                    (d / "out.safetensors"),
-                                &code);
+  std::string out = run_program(run + (d / "in.safetensors") + " " + (d / "out.safetensors"), &code);
   REQUIRE_MESSAGE(code == 0, out);
   SafeTensors got = load_safetensors(d / "out.safetensors");
-  REQUIRE(expected.size() == 5);
+  REQUIRE(expected.size() == outputs);
   for (auto& [k_, want] : expected) {
     const std::string& k = k_;  // captured by doctest's message lambda
     REQUIRE_MESSAGE(got.tensors.count(k), k);
     CHECK(got.tensors[k].shape() == want.shape());
+    CHECK(max(abs(want).flatten(), 0).item() > 1e-3f);  // the twin computed something
     double e = rel_err(got.tensors[k], want);
-    MESSAGE("gs_initializer ", k, ": relative error ", e);
+    MESSAGE(model, " ", k, ": relative error ", e);
     CHECK(e < 1e-4);
   }
-  // A missing input is named.
   save_safetensors(d / "bad.safetensors", {{"y", expected["out0"]}});
-  out = run_program("forward --model gs_initializer --device cpu --weights " + (d / "weights.safetensors") + " --config " +
-                        (d / "config.json") + " " + (d / "bad.safetensors") + " " + (d / "o.safetensors"),
-                    &code);
+  out = run_program(run + (d / "bad.safetensors") + " " + (d / "o.safetensors"), &code);
   CHECK(code == 1);
   CHECK(out.find("no input named 'x'") != std::string::npos);
+}
+
+TEST_CASE("forward on gs's initializer reproduces its PyTorch twin (same weights, non-square input)") {
+  check_forward_against_twin("gs_initializer", 5);
+}
+
+TEST_CASE("forward on gs's defocus estimator reproduces its PyTorch twin (same weights, non-square batch of 2)") {
+  check_forward_against_twin("gs_defocus", 1);
 }
 
 TEST_CASE("convert rebuilds gs from a plain state dict, its config read off the shapes") {

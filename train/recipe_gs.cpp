@@ -1,4 +1,5 @@
 // gs (paper 000) in three stages:
+//   0. defocus     — [ours, with the defocus token] the estimator learns the CoC map (L1 on log(1 + CoC));
 //   1. initializer — the U-Net learns, self-supervised, to place blobs whose render matches the input;
 //   2. fits        — every training image is fitted (initializer + Adam, Eq. 15) and cached in RUN/fits/;
 //   3. deblurrer   — the Transformer learns to adjust fitted blobs so that their render matches the sharp
@@ -28,7 +29,7 @@ namespace {
 struct CachedFit {
   Blobs blobs;
   Tensor d2, d1, log_k;  // depth inputs of the deblurrer (undefined without depth)
-  Tensor context;        // blob_context of the whole image (with cfg.context)
+  Tensor extra;          // GsModel::blob_features of the whole image (context, defocus)
   int64_t h = 0, w = 0;
 };
 
@@ -41,6 +42,14 @@ struct GsTraining {
   GsModel& model() const { return static_cast<GsModel&>(*ctx->model); }
   std::string fit_path(size_t i) const { return ctx->run->file("fits/" + ctx->train.samples[i].name + ".safetensors"); }
   int fit_iters() const { return (int)ctx->opt.net["fit_iters"].get<int64_t>(); }
+
+  // Stage 0: the defocus estimator against the true CoC maps, in log(1 + px) so that small blurs count.
+  StepResult defocus_step() {
+    Batch b = loader->next();
+    Tensor est = model().estimator->forward(b.input.to(ctx->device));
+    Tensor l = mean(abs(log(est + 1.f) - log(b.defocus.to(ctx->device) + 1.f)));
+    return {l, {}};
+  }
 
   // Stage 1: render(initializer(x)) ~ x on random crops of the blurry inputs.
   StepResult initializer_step() {
@@ -95,10 +104,11 @@ struct GsTraining {
         c.d1 = p.d1.to(ctx->device);
         c.log_k = p.log_k.to(ctx->device);
       }
-      if (m.cfg.context) c.context = blob_context(c.blobs, c.h, c.w);
       RF_CHECK(c.h >= ctx->opt.crop && c.w >= ctx->opt.crop, ds.samples[i].input, " is smaller than --crop ", ctx->opt.crop);
       targets[i] = read_image(ds.samples[i].target, 3);
-      if (m.cfg.residual) inputs[i] = read_image(ds.samples[i].input, 3);
+      Tensor input = read_image(ds.samples[i].input, 3);
+      c.extra = m.blob_features(c.blobs, input.to(ctx->device));
+      if (m.cfg.residual) inputs[i] = input;
     }
   }
 
@@ -118,10 +128,10 @@ struct GsTraining {
       int64_t top = g.randint(c.h - crop + 1), left = g.randint(c.w - crop + 1);
       int k = (int)g.randint(4);
       bool fx = g.uniform() < 0.5f, fy = g.uniform() < 0.5f;
-      Tensor d2, context;
-      Blobs blobs = crop_blobs(c.blobs, c.d2, top, left, crop, k, fx, fy, margin, &d2, c.context, &context);
+      Tensor d2, extra;
+      Blobs blobs = crop_blobs(c.blobs, c.d2, top, left, crop, k, fx, fy, margin, &d2, c.extra, &extra);
       Tensor target = crop_square(targets[idx], top, left, crop, k, fx, fy).to(ctx->device);
-      Blobs adjusted = m.deblurrer->forward(blobs, d2, c.d1, c.log_k, crop, crop, context);
+      Blobs adjusted = m.deblurrer->forward(blobs, d2, c.d1, c.log_k, crop, crop, extra);
       Tensor before;  // what the deblurrer starts from: the input (residual output) or nothing
       {
         NoGrad ng;
@@ -173,6 +183,9 @@ Recipe gs_recipe() {
        "the paper's deblurrer: tokens of blob parameters and depth, Eq. 5-8 only (default [ours]: + local contrast, colour change)"},
       {"--paper-output", "paper_output", false, "output render(Phi_a) as the paper does, not input + render(Phi_a) - render(Phi)"},
       {"--from", "from", std::string(), "start at the deblurrer with RUN's initializer and cached fits (ablations)"},
+      {"--defocus", "defocus", std::string("auto"),
+       "the defocus token: on (needs defocus maps), off, or auto (on when the data has defocus maps)"},
+      {"--defocus-iters", "defocus_iters", (int64_t)1000, "defocus estimator training steps", 0, 1e9},
   };
   r.cpu.iters = 3000;
   r.cpu.batch = 4;
@@ -205,6 +218,13 @@ Recipe gs_recipe() {
     // [ours] by default (README, issue 13): on the demo's data the paper's head gains +0.07 dB over the input,
     // a colour change +0.21 dB, the colour change with local-contrast tokens +0.40 dB (600 steps).
     c.color_change = c.context = !n["paper_deblurrer"].get<bool>();
+    const std::string defocus = n["defocus"].get<std::string>();
+    RF_CHECK(defocus == "auto" || defocus == "on" || defocus == "off", "train_gs: --defocus must be on, off or auto, got '", defocus, "'");
+    RF_CHECK(defocus != "on" || ctx.train.has_defocus(), "train_gs: --defocus on needs defocus maps, and ", ctx.opt.data,
+             " has none (make_synth writes them)");
+    c.defocus = defocus == "on" || (defocus == "auto" && ctx.train.has_defocus());
+    if (defocus == "auto" && !c.defocus)
+      std::fprintf(stderr, "train_gs: %s has no defocus maps: no defocus token (gs's estimator trains on them)\n", ctx.opt.data.c_str());
     c.use_depth = !n["no_depth"].get<bool>();
     if (c.use_depth && !ctx.train.has_depth()) {
       std::fprintf(stderr, "train_gs: %s has no depth maps: training the paper's \"w/o depth\" variant\n", ctx.opt.data.c_str());
@@ -220,18 +240,23 @@ Recipe gs_recipe() {
     GsModel& m = t->model();
     const nlohmann::json& n = ctx.opt.net;
     const std::string from = n["from"].get<std::string>();
-    int64_t init_iters = n["init_iters"].get<int64_t>();
+    int64_t init_iters = n["init_iters"].get<int64_t>(), defocus_iters = m.cfg.defocus ? n["defocus_iters"].get<int64_t>() : 0;
     make_dirs(ctx.run->file("fits"));
     if (!from.empty()) {  // another run's initializer and fits; a fresh deblurrer
       std::string src = from + "/gs.safetensors";
       if (!file_exists(src)) src = from + "/train_state.safetensors";
       SafeTensors st = load_safetensors(src);
-      std::map<std::string, Tensor> init;
+      std::map<std::string, Tensor> init, estimator;
       for (auto& [name, tensor] : st.tensors) {
         std::string k = name.rfind("model.", 0) == 0 ? name.substr(6) : name;
         if (k.rfind("initializer.", 0) == 0) init[k.substr(12)] = tensor;
+        if (k.rfind("estimator.", 0) == 0) estimator[k.substr(10)] = tensor;
       }
       m.initializer->load_state_dict(init, true, src);
+      if (m.cfg.defocus && !estimator.empty()) {  // its estimator too; trained here when it has none
+        m.estimator->load_state_dict(estimator, true, src);
+        defocus_iters = 0;
+      }
       RF_CHECK(fs::is_directory(from + "/fits"), from, " has no fits/ folder to start from");
       for (auto& e : fs::directory_iterator(from + "/fits")) {
         fs::path dst = fs::path(ctx.run->file("fits")) / e.path().filename();
@@ -240,6 +265,22 @@ Recipe gs_recipe() {
       init_iters = 0;
       std::fprintf(stderr, "train_gs: initializer and fits from %s\n", from.c_str());
     }
+
+    Stage defocus;
+    defocus.name = "defocus";
+    defocus.iters = defocus_iters;
+    defocus.params = [&m] { return m.estimator ? m.estimator->named_parameters() : NamedTensors(); };
+    defocus.schedule = LRSchedule::cosine(1e-3f, std::max<int64_t>(defocus_iters, 1), 1e-4f);
+    defocus.clip_grad_norm = 1.f;
+    defocus.validate = false;
+    defocus.begin = [t](int64_t first) {
+      LoaderOptions lo = t->ctx->loader_options();
+      lo.with_defocus = true;
+      t->loader = std::make_unique<TrainLoader>(t->ctx->train, lo);
+      t->loader->seek(first);
+    };
+    defocus.step = [t](int64_t) { return t->defocus_step(); };
+    defocus.end = [t] { t->loader.reset(); };
 
     Stage init;
     init.name = "initializer";
@@ -281,7 +322,7 @@ Recipe gs_recipe() {
       t->targets.clear();
       t->inputs.clear();
     };
-    return std::vector<Stage>{init, fits, deblur};
+    return std::vector<Stage>{defocus, init, fits, deblur};
   };
 
   // The fitted render beside the output: what the deblurrer started from.
