@@ -106,7 +106,7 @@ Tensor DeformableFusion::forward(const Tensor& image, const Tensor& map) {
 nlohmann::json JdrlConfig::to_json() const {
   return {{"backbone", backbone}, {"width", width}, {"restormer_blocks", restormer_blocks},
           {"restormer_refinement", restormer_refinement}, {"estimator", estimator}, {"heads", heads}, {"points", points},
-          {"identity_start", identity_start}, {"global_flow", global_flow}};
+          {"identity_start", identity_start}, {"global_flow", global_flow}, {"reblur_guides", reblur_guides}};
 }
 
 JdrlConfig JdrlConfig::from_json(const nlohmann::json& j) {
@@ -122,6 +122,7 @@ JdrlConfig JdrlConfig::from_json(const nlohmann::json& j) {
   r.get("points", c.points, 1, 16);
   r.get("identity_start", c.identity_start);
   r.get("global_flow", c.global_flow);
+  r.get("reblur_guides", c.reblur_guides);
   r.finish();
   RF_CHECK(kReblurSeeds % c.heads == 0, "jdrl config: heads must divide 35, got ", c.heads);
   return c;
@@ -237,7 +238,7 @@ LossTerms JdrlModel::loss(const Batch& b, const std::string& stage) {
     Tensor m1 = calibration_mask(flow_to_gt), m2 = calibration_mask(flow_to_out);
     l_d = charbonnier_loss(out * m1, gt_on_out * m1) + charbonnier_loss(b.target * m2, out_on_gt * m2);
   }
-  ReblurModule::Output r = reblur_->forward(out, b.input);
+  ReblurModule::Output r = reblur_->forward(cfg.reblur_guides ? out : out.detach(), b.input);
   Tensor l_r = charbonnier_loss(r.reblurred, b.input);
   Tensor total = l_d + 0.5f * l_r;
   std::vector<std::pair<std::string, float>> parts = {{"l_d", l_d.item()}, {"l_r", l_r.item()}};

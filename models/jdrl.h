@@ -66,6 +66,9 @@ struct JdrlConfig {
   // dense field moved sharp edges onto blurred ones (0.42 px error on 96 px crops of ~1 px misalignments, against
   // 0.06 px for the fit) and jdrl learned nothing. Off: the dense field of the same smoothness.
   bool global_flow = true;
+  // Whether L_R's gradient reaches the deblurred image (the paper: R(x^, y) ~ y guides D). false [ours, ablation]:
+  // R trains on a detached x^; a reblurring module still learning pulls x^ towards whatever it can blur into y.
+  bool reblur_guides = true;
   nlohmann::json to_json() const;
   static JdrlConfig from_json(const nlohmann::json& j);
 };

@@ -10,6 +10,7 @@
 #include "ops/isotropic_reblur.h"
 #include "ops/optical_flow.h"
 #include "data/image.h"
+#include "data/loader.h"
 #include "engine/fileio.h"
 #include "train/evaluate.h"
 #include "tests/harness.h"
@@ -201,6 +202,31 @@ TEST_CASE("the fusion's sampling offsets learn: points start apart and warp pass
   double norm = 0;
   for (float v : g) norm += (double)v * v;
   CHECK(norm > 1e-8);
+}
+
+TEST_CASE("--reblur detached: L_R still trains R the same, but no longer reaches the backbone") {
+  // The bare backbone (no estimator, so L_P does not exist and the backbone's only other loss is L_D).
+  Batch b;
+  b.input = uniform_input({1, 3, 32, 32}, 0.1f, 0.9f, 71);
+  b.target = uniform_input({1, 3, 32, 32}, 0.1f, 0.9f, 72);
+  auto grads = [&](bool guides, const std::string& prefix) {
+    JdrlConfig c = JdrlConfig::from_json({{"width", 4}, {"estimator", false}, {"reblur_guides", guides}});
+    manual_seed(73);
+    JdrlModel m(c);
+    m.loss(b, "main").total.backward();
+    std::vector<float> g;
+    for (auto& [name, t] : m.named_parameters())
+      if (name.rfind(prefix, 0) == 0) {
+        auto v = t.grad().to_vector();
+        g.insert(g.end(), v.begin(), v.end());
+      }
+    return from_vector(g, {(int64_t)g.size()});
+  };
+  CHECK(max_abs_diff(grads(true, "reblur."), grads(false, "reblur.")) < 1e-6);
+  const double backbone_change = max_abs_diff(grads(true, "backbone."), grads(false, "backbone."));
+  MESSAGE("backbone gradients with and without L_R's share: largest difference " << backbone_change);
+  CHECK(backbone_change > 1e-5);
+  CHECK(JdrlConfig().reblur_guides);  // the paper's coupling unless asked
 }
 
 TEST_CASE("evaluate --warp-gt scores a shifted prediction against the ground truth moved onto it") {

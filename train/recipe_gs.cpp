@@ -183,8 +183,8 @@ Recipe gs_recipe() {
        "the paper's deblurrer: tokens of blob parameters and depth, Eq. 5-8 only (default [ours]: + local contrast, colour change)"},
       {"--paper-output", "paper_output", false, "output render(Phi_a) as the paper does, not input + render(Phi_a) - render(Phi)"},
       {"--from", "from", std::string(), "start at the deblurrer with RUN's initializer and cached fits (ablations)"},
-      {"--defocus", "defocus", std::string("auto"),
-       "the defocus token: on (needs defocus maps), off, or auto (on when the data has defocus maps)"},
+      {"--defocus", "defocus", std::string("off"),
+       "the defocus token [ours]: on (needs defocus maps), off, or auto (on when the data has defocus maps)"},
       {"--defocus-iters", "defocus_iters", (int64_t)1000, "defocus estimator training steps", 0, 1e9},
   };
   r.cpu.iters = 3000;
