@@ -43,6 +43,20 @@ TEST_CASE("make_synth -> train_gs -> evaluate -> deblur, with --resume") {
           " --device cpu --iters 3 --crop 32 --batch 1 --paper-output");  // a deblurrer ablation on the same fits
   CHECK_MESSAGE(r.code == 0, r.output);
   CHECK(rf::file_exists(d / "run2/gs.safetensors"));
+  // the defocus token on the same fits: the estimator trains first (run has none), deblur names it and saves its map
+  r = run("train_gs " + (d / "data") + " --out " + (d / "run3") + " --from " + (d / "run") +
+          " --device cpu --iters 3 --crop 32 --batch 1 --defocus on --defocus-iters 3");
+  CHECK_MESSAGE(r.code == 0, r.output);
+  CHECK_MESSAGE(r.output.find("train_gs defocus") != std::string::npos, r.output);
+  r = run("deblur --model gs --weights " + (d / "run3/gs.safetensors") + " --device cpu --depth " +
+          (d / "data/test_c/depth/synth_00000.png") + " --save-map " + (d / "map.png") + " " +
+          (d / "data/test_c/source/synth_00000.png") + " " + (d / "out3.png"));
+  CHECK_MESSAGE(r.code == 0, r.output);
+  CHECK_MESSAGE(r.output.find("defocus from its own estimator") != std::string::npos, r.output);
+  CHECK(rf::file_exists(d / "map.png"));
+  r = run("train_gs " + (d / "data") + " --out " + (d / "run4") + " --device cpu --iters 3 --crop 32 --batch 1 --defocus maybe");
+  CHECK(r.code == 1);
+  CHECK(r.output.find("--defocus must be on, off or auto, got 'maybe'") != std::string::npos);
   r = run("evaluate --data " + (d / "data") + " --model gs --weights " + (d / "run/gs.safetensors") + " --device cpu --out " +
           (d / "eval"));
   CHECK_MESSAGE(r.code == 0, r.output);

@@ -1,4 +1,4 @@
-// gs (paper 000) in three stages:
+// gs (paper 000) in three stages (four with the defocus token):
 //   0. defocus     — [ours, with the defocus token] the estimator learns the CoC map (L1 on log(1 + CoC));
 //   1. initializer — the U-Net learns, self-supervised, to place blobs whose render matches the input;
 //   2. fits        — every training image is fitted (initializer + Adam, Eq. 15) and cached in RUN/fits/;
@@ -220,11 +220,14 @@ Recipe gs_recipe() {
     c.color_change = c.context = !n["paper_deblurrer"].get<bool>();
     const std::string defocus = n["defocus"].get<std::string>();
     RF_CHECK(defocus == "auto" || defocus == "on" || defocus == "off", "train_gs: --defocus must be on, off or auto, got '", defocus, "'");
-    RF_CHECK(defocus != "on" || ctx.train.has_defocus(), "train_gs: --defocus on needs defocus maps, and ", ctx.opt.data,
-             " has none (make_synth writes them)");
-    c.defocus = defocus == "on" || (defocus == "auto" && ctx.train.has_defocus());
+    // The estimator learns CoC radii in pixels: only maps in known pixel units (make_synth's) will do.
+    const bool maps_in_px = ctx.train.has_defocus() && ctx.train.defocus_unit_px > 0;
+    RF_CHECK(defocus != "on" || maps_in_px, "train_gs: --defocus on needs defocus maps in pixels (make_synth's), and ",
+             ctx.opt.data, " has none");
+    c.defocus = defocus == "on" || (defocus == "auto" && maps_in_px);
     if (defocus == "auto" && !c.defocus)
-      std::fprintf(stderr, "train_gs: %s has no defocus maps: no defocus token (gs's estimator trains on them)\n", ctx.opt.data.c_str());
+      std::fprintf(stderr, "train_gs: %s has no defocus maps in pixels: no defocus token (gs's estimator trains on them)\n",
+                   ctx.opt.data.c_str());
     c.use_depth = !n["no_depth"].get<bool>();
     if (c.use_depth && !ctx.train.has_depth()) {
       std::fprintf(stderr, "train_gs: %s has no depth maps: training the paper's \"w/o depth\" variant\n", ctx.opt.data.c_str());
