@@ -4,6 +4,8 @@
 // and weight files, configs, flags, output paths, a full disk and kills at random moments.
 #include <unistd.h>
 
+#include <chrono>
+
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -399,8 +401,12 @@ TEST_CASE("a full disk: the failed write is one sentence, and no truncated or te
 TEST_CASE("train_gs killed (SIGKILL) at arbitrary moments and resumed ends byte-identical to an uninterrupted run") {
   Fixture f;
   const std::string args = " --device cpu --init-iters 6 --fit-iters 8 --iters 6 --crop 32 --batch 1 --checkpoint-every 1";
+  const auto t0 = std::chrono::steady_clock::now();
   Run whole = run("train_gs " + f.data + " --out " + (f.d / "whole") + args);
   REQUIRE_MESSAGE(whole.code == 0, whole.output);
+  // Kill delays in proportion to an uninterrupted run (0.5 s on an idle 2-core machine, longer under load): fixed
+  // delays let a fast machine finish before the third kill.
+  const double whole_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // Kills land wherever the clock says: in a step, in the fit cache, between a checkpoint and state.json, in a
   // write. Each restart uses the original command line plus --resume (or nothing, when no run was recorded yet).
   int kills = 0;
@@ -408,8 +414,8 @@ TEST_CASE("train_gs killed (SIGKILL) at arbitrary moments and resumed ends byte-
     return binary_dir() + "/train_gs " + f.data + " --out " + (f.d / "parts") + args +
            (fs::exists(f.d / "parts/config.json") ? " --resume" : "");
   };
-  for (int attempt = 0; attempt < 12; ++attempt) {
-    const double delay = 0.3 + 0.09 * (attempt % 6);
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    const double delay = std::max(0.05, whole_s * (0.12 + 0.06 * (attempt % 6)));
     int code = 0;
     std::string out = run_command("timeout -s KILL " + std::to_string(delay) + " " + command(), &code);
     if (code == 0) break;  // finished inside the delay

@@ -43,6 +43,15 @@ struct GsTraining {
   std::string fit_path(size_t i) const { return ctx->run->file("fits/" + ctx->train.samples[i].name + ".safetensors"); }
   int fit_iters() const { return (int)ctx->opt.net["fit_iters"].get<int64_t>(); }
 
+  // Random training crops from step `first` on (a resumed stage continues the same sequence).
+  void open_loader(int64_t first, bool with_depth, bool with_defocus) {
+    LoaderOptions lo = ctx->loader_options();
+    lo.with_depth = with_depth;
+    lo.with_defocus = with_defocus;
+    loader = std::make_unique<TrainLoader>(ctx->train, lo);
+    loader->seek(first);
+  }
+
   // Stage 0: the defocus estimator against the true CoC maps, in log(1 + px) so that small blurs count.
   StepResult defocus_step() {
     Batch b = loader->next();
@@ -276,12 +285,7 @@ Recipe gs_recipe() {
     defocus.schedule = LRSchedule::cosine(1e-3f, std::max<int64_t>(defocus_iters, 1), 1e-4f);
     defocus.clip_grad_norm = 1.f;
     defocus.validate = false;
-    defocus.begin = [t](int64_t first) {
-      LoaderOptions lo = t->ctx->loader_options();
-      lo.with_defocus = true;
-      t->loader = std::make_unique<TrainLoader>(t->ctx->train, lo);
-      t->loader->seek(first);
-    };
+    defocus.begin = [t](int64_t first) { t->open_loader(first, false, true); };
     defocus.step = [t](int64_t) { return t->defocus_step(); };
     defocus.end = [t] { t->loader.reset(); };
 
@@ -292,12 +296,7 @@ Recipe gs_recipe() {
     init.schedule = LRSchedule::constant((float)n["init_lr"].get<double>());
     init.clip_grad_norm = 1.f;
     init.validate = false;
-    init.begin = [t](int64_t first) {
-      LoaderOptions lo = t->ctx->loader_options();
-      lo.with_depth = t->model().cfg.use_depth;
-      t->loader = std::make_unique<TrainLoader>(t->ctx->train, lo);
-      t->loader->seek(first);
-    };
+    init.begin = [t](int64_t first) { t->open_loader(first, t->model().cfg.use_depth, false); };
     init.step = [t](int64_t) { return t->initializer_step(); };
     init.end = [t] { t->loader.reset(); };
 
