@@ -100,30 +100,6 @@ Image luminance(const std::vector<float>& img, int64_t c, int64_t h, int64_t w, 
   return o;
 }
 
-// Separable Gaussian blur with clamped borders (taps out to 3 sigma).
-Image gaussian(const Image& a, float sigma) {
-  if (sigma <= 0.f) return a;
-  const int64_t r = (int64_t)std::ceil(3.f * sigma);
-  std::vector<float> k(2 * r + 1);
-  float total = 0;
-  for (int64_t i = -r; i <= r; ++i) total += k[i + r] = std::exp(-0.5f * (float)(i * i) / (sigma * sigma));
-  for (float& x : k) x /= total;
-  Image t = a, o = a;
-  for (int64_t y = 0; y < a.h; ++y)
-    for (int64_t x = 0; x < a.w; ++x) {
-      float s = 0;
-      for (int64_t i = -r; i <= r; ++i) s += k[i + r] * a.at(y, x + i);
-      t.v[y * a.w + x] = s;
-    }
-  for (int64_t y = 0; y < a.h; ++y)
-    for (int64_t x = 0; x < a.w; ++x) {
-      float s = 0;
-      for (int64_t i = -r; i <= r; ++i) s += k[i + r] * t.at(y + i, x);
-      o.v[y * a.w + x] = s;
-    }
-  return o;
-}
-
 // The least-squares fit a + b x + c y of a field over the pixels at least `margin` from the border, in place.
 void fit_affine(Image& f, int64_t margin) {
   double ata[3][3] = {}, atb[3] = {};
@@ -170,7 +146,7 @@ Tensor estimate_flow(const Tensor& from, const Tensor& to, const FlowOptions& o)
   std::vector<float> a = from.to_vector(), z = to.to_vector(), flow(b * 2 * h * w);
 #pragma omp parallel for schedule(dynamic)
   for (int64_t bi = 0; bi < b; ++bi) {
-    std::vector<Image> p1 = {gaussian(luminance(a, c, h, w, bi), o.presmooth)}, p2 = {gaussian(luminance(z, c, h, w, bi), o.presmooth)};
+    std::vector<Image> p1 = {luminance(a, c, h, w, bi)}, p2 = {luminance(z, c, h, w, bi)};
     while (std::min(p1.back().h, p1.back().w) >= 2 * o.min_side) {
       p1.push_back(half(p1.back()));
       p2.push_back(half(p2.back()));

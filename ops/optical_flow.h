@@ -16,9 +16,6 @@ struct FlowOptions {
   int warps = 2;          // re-linearisations per level
   float alpha = 0.06f;    // smoothness (in units of intensity over [0, 1] images)
   int64_t min_side = 16;  // the coarsest level's shorter side
-  // Gaussian sigma (px) applied to both images first. Comparing a sharp image with a blurry one, edges pull the flow
-  // towards moving sharp detail onto blurred detail; smoothing both by more than the blur makes them alike.
-  float presmooth = 0.f;
   // [ours] Replace the dense field by its least-squares affine fit (6 parameters, the border excluded): a pair shot
   // twice is misaligned mostly by a global camera motion (a shift, refocus breathing's zoom), and a global model
   // cannot drag sharp edges locally onto blurred ones.

@@ -324,6 +324,9 @@ Recipe gs_recipe() {
       t->targets.clear();
       t->inputs.clear();
     };
+    // The defocus stage only when there is an estimator, so that a run without one keeps its stage numbers
+    // (state.json records the stage by index: runs started before the estimator existed resume where they were).
+    if (!m.cfg.defocus) return std::vector<Stage>{init, fits, deblur};
     return std::vector<Stage>{defocus, init, fits, deblur};
   };
 
