@@ -376,20 +376,23 @@ double lattice_ripple(const Tensor& img) {
   auto v = img.to_vector();
   const double pi = 3.14159265358979;
   double energy = 0;
+  std::vector<double> windowed(h * w);
   for (int64_t c = 0; c < 3; ++c) {
     double mean = 0;
     for (int64_t i = 0; i < h * w; ++i) mean += v[c * h * w + i] / (double)(h * w);
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t x = 0; x < w; ++x)
+        windowed[y * w + x] = (v[(c * h + y) * w + x] - mean) * (0.5 - 0.5 * std::cos(2 * pi * y / (h - 1))) *
+                              (0.5 - 0.5 * std::cos(2 * pi * x / (w - 1)));
     for (auto [fy0, fx0] : {std::pair<int64_t, int64_t>{h / 2, 0}, {0, w / 2}, {h / 2, w / 2}})
       for (int64_t dy = -1; dy <= 1; ++dy)
         for (int64_t dx = -1; dx <= 1; ++dx) {
           double re = 0, im = 0;
           for (int64_t y = 0; y < h; ++y)
             for (int64_t x = 0; x < w; ++x) {
-              double win = (0.5 - 0.5 * std::cos(2 * pi * y / (h - 1))) * (0.5 - 0.5 * std::cos(2 * pi * x / (w - 1)));
               double a = -2 * pi * ((double)(fy0 + dy) * y / h + (double)(fx0 + dx) * x / w);
-              double val = (v[(c * h + y) * w + x] - mean) * win;
-              re += val * std::cos(a);
-              im += val * std::sin(a);
+              re += windowed[y * w + x] * std::cos(a);
+              im += windowed[y * w + x] * std::sin(a);
             }
           energy += (re * re + im * im) / (double)(h * w);
         }
