@@ -346,6 +346,13 @@ void write_jpeg(const std::string& path, const Tensor& img_in, int quality) {
   write_file_atomic(path, bytes);
 }
 
+float srgb_to_linear(float c) { return c <= 0.04045f ? c / 12.92f : std::pow((c + 0.055f) / 1.055f, 2.4f); }
+
+float linear_to_srgb(float l) {
+  l = std::fmin(std::fmax(l, 0.f), 1.f);
+  return l <= 0.0031308f ? 12.92f * l : 1.055f * std::pow(l, 1.f / 2.4f) - 0.055f;
+}
+
 void write_png(const std::string& path, const Tensor& img_in, int bits) {
   RF_CHECK(bits == 8 || bits == 16, path, ": PNG bit depth must be 8 or 16, got ", bits);
   Tensor img = img_in.dim() == 4 && img_in.size(0) == 1 ? img_in[0] : img_in;

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <vector>
 
+#include "data/image.h"
 #include "engine/rng.h"
 
 namespace rf {
@@ -20,11 +21,6 @@ namespace {
 constexpr float kPi = 3.14159265358979f;
 constexpr float kDpddWidth = 1680.f;
 
-float srgb_to_linear(float c) { return c <= 0.04045f ? c / 12.92f : std::pow((c + 0.055f) / 1.055f, 2.4f); }
-float linear_to_srgb(float l) {
-  l = std::fmin(std::fmax(l, 0.f), 1.f);
-  return l <= 0.0031308f ? 12.92f * l : 1.055f * std::pow(l, 1.f / 2.4f) - 0.055f;
-}
 
 struct RGB {
   float r, g, b;

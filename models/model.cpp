@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "data/image.h"
 #include "ops/ops.h"
 
 namespace rf {
@@ -33,7 +34,46 @@ int64_t round_up(int64_t v, int64_t k) { return (v + k - 1) / k * k; }
 
 }  // namespace
 
+float linear_input_gain(const Tensor& image) {
+  std::vector<float> v = image.to_vector();
+  RF_CHECK(!v.empty(), "linear input: empty image");
+  double sum = 0;
+  float peak = 0;
+  for (float x : v) {
+    sum += x;
+    peak = std::max(peak, x);
+  }
+  const double mean = sum / (double)v.size();
+  RF_CHECK(peak > 0, "linear input: the image is black (no exposure to normalise)");
+  return (float)std::min(0.2 / std::max(mean, 1e-6), 0.98 / (double)peak);
+}
+
+namespace {
+
+// image [C, H, W] on the CPU -> f(image) elementwise.
+Tensor map_values(const Tensor& image, float (*f)(float), float scale_before, float scale_after) {
+  std::vector<float> v = image.cpu().to_vector();
+  for (float& x : v) x = f(x * scale_before) * scale_after;
+  return from_vector(v, image.shape());
+}
+
+}  // namespace
+
+Tensor encode_linear_input(const Tensor& image, float gain) { return map_values(image, linear_to_srgb, gain, 1.f); }
+
+Tensor decode_linear_output(const Tensor& out, float gain) {
+  return clamp(map_values(out, srgb_to_linear, 1.f, 1.f / gain), 0.f, 1.f);
+}
+
 Tensor run_deblur(Model& m, const LoadedSample& s, Device d, const InferenceOptions& o) {
+  if (o.linear_input) {
+    const float gain = linear_input_gain(s.input);
+    LoadedSample encoded = s;
+    encoded.input = encode_linear_input(s.input, gain);
+    InferenceOptions plain = o;
+    plain.linear_input = false;
+    return decode_linear_output(run_deblur(m, encoded, d, plain), gain);
+  }
   NoGrad ng;
   m.eval();
   ModelInputs need = m.inputs();

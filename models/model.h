@@ -63,7 +63,18 @@ class Model : public Module {
 
 struct InferenceOptions {
   int64_t tile = 1024;  // tile side in px for images larger than this (networks with tile_context() > 0); 0: never
+  // [ours] The input is linear light (a raw-like capture, e.g. the Pixel 4 set): the networks learnt on sRGB images
+  // of ordinary exposure, so it is brightened by one gain and sRGB-encoded on the way in, decoded and darkened back
+  // on the way out (linear_input_gain). The blurry input itself passes through unchanged.
+  bool linear_input = false;
 };
+
+// The gain linear_input applies to a linear image [C, H, W]: its mean brought to 0.2 (the synthetic sets' mean in
+// linear light is 0.16-0.36), but its brightest value kept at most 0.98, so that nothing clips.
+float linear_input_gain(const Tensor& image);
+// What the network sees of a linear image: sRGB(gain x image); and its result brought back: sRGB^-1(out) / gain.
+Tensor encode_linear_input(const Tensor& image, float gain);
+Tensor decode_linear_output(const Tensor& out, float gain);
 
 // One image through a model: input [3, H, W] on any device (+ depth/defocus [1, H, W] as the model needs)
 // -> [3, H, W] in [0, 1] on the CPU. Pads to size_multiple(), tiles with context where allowed, eval mode,

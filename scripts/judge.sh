@@ -8,7 +8,8 @@
 #   env: JUDGE_DATA (default data/judge; made here when missing), PIXEL4 (default
 #        ../shared/realdefocus/dual_pixel_defocus_estimation_deblurring; skipped when absent),
 #        DEVICE (default: cpu for the cpu recipe, cuda for gpu), RUN (default runs/judge_NAME_RECIPE),
-#        TRAIN_ARGS (extra trainer flags, shown in the row), SKIP_TRAIN=1 (score an existing run).
+#        TRAIN_ARGS (extra trainer flags, shown in the row), SKIP_TRAIN=1 (score an existing run),
+#        REUSE_SCORES=1 (with SKIP_TRAIN: keep the scores already in the eval folder, compute only the missing ones).
 set -euo pipefail
 NAME=${1:?usage: scripts/judge.sh NAME cpu|gpu [BUILD]}
 RECIPE=${2:?usage: scripts/judge.sh NAME cpu|gpu [BUILD]}
@@ -43,19 +44,27 @@ weights="$RUN/$NAME.safetensors"
 
 score() {  # out-dir, evaluate args...
   local dir=$1; shift
+  [ "${SKIP_TRAIN:-0}" = 1 ] && [ "${REUSE_SCORES:-0}" = 1 ] && [ -f "$dir/summary.json" ] && return 0
   "$bin/evaluate" --out "$dir" "$@" >/dev/null
 }
 score "$OUT/synth_identity" --data "$DATA" --identity
 score "$OUT/synth_model" --data "$DATA" --model "$NAME" --weights "$weights" --device "$DEVICE"
 if [ -d "$PIXEL4" ]; then
   score "$OUT/pixel4_identity" --data "$PIXEL4" --identity --align
-  # A model that reads depth maps cannot score the Pixel 4 pairs (they have none): the row says so.
-  if ! "$bin/evaluate" --out "$OUT/pixel4_model" --data "$PIXEL4" --model "$NAME" --weights "$weights" \
-        --device "$DEVICE" --align >/dev/null 2>"$OUT/pixel4_model.err"; then
+  # The Pixel 4 pairs are linear light and dark (mean 0.02-0.09): the model sees them as it was trained, brightened and
+  # sRGB-encoded (--linear); the score of the raw linear input is kept beside it (pixel4_model_raw).
+  # A model that reads depth maps cannot score them (they have none): the row says so.
+  reuse_p4=0; [ "${SKIP_TRAIN:-0}" = 1 ] && [ "${REUSE_SCORES:-0}" = 1 ] && [ -f "$OUT/pixel4_model/summary.json" ] && reuse_p4=1
+  [ $reuse_p4 = 1 ] || rm -f "$OUT/pixel4_skipped"
+  if [ $reuse_p4 = 0 ] &&
+     ! "$bin/evaluate" --out "$OUT/pixel4_model" --data "$PIXEL4" --model "$NAME" --weights "$weights" \
+        --device "$DEVICE" --align --linear >/dev/null 2>"$OUT/pixel4_model.err"; then
     grep -q "needs a depth map" "$OUT/pixel4_model.err" || { cat "$OUT/pixel4_model.err" >&2; exit 1; }
     rm -f "$OUT/pixel4_model/summary.json"
     echo "the model reads depth maps; the Pixel 4 pairs have none" >"$OUT/pixel4_skipped"
   fi
+  [ -f "$OUT/pixel4_skipped" ] ||
+    score "$OUT/pixel4_model_raw" --data "$PIXEL4" --model "$NAME" --weights "$weights" --device "$DEVICE" --align
 fi
 
 # jdrl: the paper's point on our data — the same network trained naively on the same misaligned pairs, both scored
@@ -77,7 +86,7 @@ fi
 if [ "$NAME" = sft ] || { [ "$NAME" = gs ] && grep -q '"defocus": *true' "$RUN/config.json"; }; then
   "$bin/deblur" --model "$NAME" --weights "$weights" --device "$DEVICE" --save-map "$OUT/synth_maps" \
       "$DATA/test_c/source" "$OUT/synth_out" 2>"$OUT/synth_maps.log"
-  [ -d "$PIXEL4" ] && "$bin/deblur" --model "$NAME" --weights "$weights" --device "$DEVICE" --save-map "$OUT/pixel4_maps" \
+  [ -d "$PIXEL4" ] && "$bin/deblur" --model "$NAME" --weights "$weights" --device "$DEVICE" --linear --save-map "$OUT/pixel4_maps" \
       "$PIXEL4/blur" "$OUT/pixel4_out" 2>"$OUT/pixel4_maps.log"
   /usr/bin/python3 scripts/map_agreement.py "${NAME}'s predicted defocus maps ($RECIPE recipe) against the ground truth:" \
       "$OUT/synth_maps" "$DATA/test_c/defocus" "$OUT/pixel4_maps" "$PIXEL4/defocus_map" "results/${NAME}_${RECIPE}_map.extra.md"
@@ -106,13 +115,15 @@ def deblur_log(size):
     return (float(sec.group(1)) if sec else None), (mem.group(1) if mem else None)
 t720, _ = deblur_log("720x1280")
 _, m1680 = deblur_log("1120x1680")
-si, sm, pi, pm = (summary(d) for d in ("synth_identity", "synth_model", "pixel4_identity", "pixel4_model"))
+si, sm, pi, pm, pr = (summary(d) for d in ("synth_identity", "synth_model", "pixel4_identity", "pixel4_model", "pixel4_model_raw"))
 row = {
     "network": name, "recipe": recipe, "parameters": cfg.get("parameters"),
     "train_minutes": round(cfg.get("wall_seconds", 0) / 60, 1), "machine": cfg.get("machine"),
     "synth_identity_psnr": si["psnr"], "synth_psnr": sm["psnr"], "synth_identity_ssim": si["ssim"], "synth_ssim": sm["ssim"],
     "pixel4_identity_psnr": pi["psnr"] if pi else None, "pixel4_psnr": pm["psnr"] if pm else None,
     "pixel4_identity_ssim": pi["ssim"] if pi else None, "pixel4_ssim": pm["ssim"] if pm else None,
+    "pixel4_linear_input": bool(pm and pm.get("linear_input")),
+    "pixel4_raw_psnr": pr["psnr"] if pr else None, "pixel4_raw_ssim": pr["ssim"] if pr else None,
     "seconds_1280x720": t720, "peak_memory_1680x1120": m1680, "device": device, "train_args": train_args or None,
 }
 f = lambda v, p=2: "–" if v is None else f"{v:.{p}f}"
@@ -122,6 +133,10 @@ row["pixel4_note"] = open(skipped).read().strip() if os.path.exists(skipped) els
 json.dump(row, open(f"results/{name}_{recipe}.json", "w"), indent=2)
 pixel4 = (f"{f(row['pixel4_psnr'])} ({(row['pixel4_psnr'] or 0) - (row['pixel4_identity_psnr'] or 0):+.2f}) / {f(row['pixel4_ssim'], 3)}"
           if row["pixel4_psnr"] is not None else (row["pixel4_note"] or "–"))
+if row["pixel4_psnr"] is not None and not row["pixel4_linear_input"]:
+    pixel4 += " (raw input)"
+if row["pixel4_raw_psnr"] is not None and row["pixel4_linear_input"]:
+    pixel4 += f" [raw: {row['pixel4_raw_psnr'] - row['pixel4_identity_psnr']:+.2f}]"
 md = (f"| {name}{f' ({train_args})' if train_args else ''} | {recipe} | {row['parameters']/1e6:.2f} M | {row['train_minutes']} min | "
       f"{f(sm['psnr'])} ({gain:+.2f}) / {f(sm['ssim'], 3)} | "
       f"{pixel4} | "

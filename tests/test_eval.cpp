@@ -134,6 +134,8 @@ TEST_CASE("evaluate --align recovers a gain and a shift") {
   CHECK(r.rows[0].shift_y == 1);  // input[y + 1, x - 2] = sharp[y, x]
   CHECK(r.rows[0].shift_x == -2);
   CHECK(r.rows[0].psnr > 60);
+  o.linear_input = true;  // a model option: the blurry input is scored as it is
+  CHECK_THROWS_WITH_AS(evaluate(o), doctest::Contains("goes with --model only"), Error);
   fs::remove_all(dir);
 }
 

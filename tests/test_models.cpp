@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "data/image.h"
 #include "engine/fileio.h"
 #include "engine/safetensors.h"
 #include "layers/layers.h"
@@ -84,6 +85,45 @@ TEST_CASE("run_deblur in tiles with context equals the whole image, sizes padded
   CHECK(tiled.shape() == whole.shape());
   CHECK(max_abs_diff(tiled, whole) < 1e-6);
   CHECK(max_abs_diff(whole, clamp(s.input, 0.f, 1.f)) > 1e-3);  // the model did something
+}
+
+// An identity model: what run_deblur adds around the network, alone.
+class Identity : public Model {
+ public:
+  std::string name() const override { return "identity"; }
+  nlohmann::json config() const override { return nlohmann::json::object(); }
+  Tensor deblur(const Tensor& x, const Tensor&, const Tensor&) override { return x; }
+};
+
+TEST_CASE("run_deblur with a linear input shows the network the image brightened and sRGB-encoded, and undoes both") {
+  manual_seed(4);
+  LoadedSample s;
+  s.input = uniform_input({3, 19, 23}, 0.f, 0.08f, 12);  // dark linear light, as the Pixel 4 captures
+  const float avg = mean(s.input).item(), peak = max(s.input.flatten(), 0).item();
+  const float gain = linear_input_gain(s.input);
+  CHECK(gain == doctest::Approx(0.2f / avg).epsilon(1e-4));  // the mean brought to 0.2 ...
+  CHECK(gain * peak < 0.98f);
+  std::vector<float> lamp = s.input.to_vector();
+  lamp[7] = 0.5f;  // ... unless the brightest value would pass 0.98 (a lamp in a dark room)
+  CHECK(linear_input_gain(from_vector(lamp, s.input.shape())) == doctest::Approx(0.98f / 0.5f).epsilon(1e-4));
+
+  InferenceOptions linear{0, true};
+  Identity id;  // the round trip alone returns the input
+  CHECK(max_abs_diff(run_deblur(id, s, Device::CPU, linear), s.input) < 1e-6);
+  TwoConvs m;  // a network sees the encoded image; its result comes back decoded and darkened
+  LoadedSample encoded = s;
+  std::vector<float> v = s.input.to_vector();
+  for (float& x : v) x = linear_to_srgb(x * gain);
+  encoded.input = from_vector(v, s.input.shape());
+  CHECK(mean(encoded.input).item() > 0.3f);  // what the network sees is an ordinary sRGB image
+  std::vector<float> want = run_deblur(m, encoded, Device::CPU, InferenceOptions{0}).to_vector();
+  for (float& x : want) x = srgb_to_linear(x) / gain;
+  Tensor got = run_deblur(m, s, Device::CPU, linear);
+  CHECK(max_abs_diff(got, from_vector(want, s.input.shape())) < 1e-6);
+  CHECK(max_abs_diff(got, s.input) > 1e-4);  // the network did something
+  LoadedSample black = s;
+  black.input = s.input * 0.f;
+  CHECK_THROWS_WITH_AS(run_deblur(id, black, Device::CPU, linear), doctest::Contains("black"), Error);
 }
 
 // `forward --model NAME` on the weights and inputs of tests/golden/NAME_twin.safetensors reproduces the twin's

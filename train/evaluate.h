@@ -13,8 +13,9 @@ struct EvalOptions {
   std::string out = "eval_out";
   int bits = 8;                   // quantise prediction and target to this depth first (0: no quantisation)
   int64_t crop_multiple = 0;      // crop both to a multiple of N from the top-left (0: no crop)
-  bool align = false;
-  bool warp_gt = false;           // warp the ground truth onto the prediction by optical flow before scoring             // per-image gain fit + integer shift search within +-4 px, 4 px border dropped
+  bool align = false;             // per-image gain fit + integer shift search within +-4 px, 4 px border dropped
+  bool warp_gt = false;           // warp the ground truth onto the prediction by optical flow before scoring
+  bool linear_input = false;      // models: the inputs are linear light (InferenceOptions::linear_input)
   std::string lpips;              // LPIPS weights (safetensors); empty: LPIPS reported as unavailable
   std::string device = "auto";
   int64_t limit = 0;              // score only the first N images (0: all)

@@ -16,13 +16,15 @@ namespace fs = std::filesystem;
 
 static const char* kUsage =
     "usage: deblur --model NAME --weights FILE [--depth FILE_OR_DIR] [--defocus FILE_OR_DIR] [--bits 8|16]\n"
-    "              [--tile 1024] [--save-map FILE_OR_DIR] [--device auto|cpu|cuda] IN OUT\n"
+    "              [--tile 1024] [--save-map FILE_OR_DIR] [--linear] [--device auto|cpu|cuda] IN OUT\n"
     "IN and OUT are image files, or folders (every image of IN is deblurred into OUT as NAME.png).\n"
     "--depth / --defocus: a map (or a folder of maps named like the images) for models that read one.\n"
     "--bits 16 writes 16-bit PNG. --tile N: networks that allow it run images larger than N px in tiles\n"
     "of N px with enough context around each that the result equals the whole-image one (0: never tile).\n"
     "--save-map: networks that predict a defocus map (sft) write it too (a file, or NAME.png in a folder when IN\n"
-    "is one): 16-bit PNG of the CoC radius, 1 unit = 1/256 px, as make_synth's defocus/ (brighter = blurrier).";
+    "is one): 16-bit PNG of the CoC radius, 1 unit = 1/256 px, as make_synth's defocus/ (brighter = blurrier).\n"
+    "--linear: the images are linear light (raw-like captures such as the Pixel 4 set): each is brightened and\n"
+    "sRGB-encoded for the network (trained on sRGB images), and its result decoded and darkened back.";
 
 namespace {
 
@@ -59,7 +61,7 @@ std::string map_path(const std::string& save_map, bool folder, const std::string
 
 int main(int argc, char** argv) {
   return run_main("deblur", [&] {
-    Args a(argc, argv, kUsage);
+    Args a(argc, argv, kUsage, {"--linear"});
     a.positional(2, "give IN and OUT");
     std::string in = a.positional()[0], out = a.positional()[1];
     std::string depth = a.str("--depth", ""), defocus = a.str("--defocus", ""), save_map = a.str("--save-map", "");
@@ -68,6 +70,7 @@ int main(int argc, char** argv) {
     RF_CHECK(bits == 8 || bits == 16, "option --bits must be 8 or 16, got ", bits);
     InferenceOptions io;
     io.tile = a.integer("--tile", io.tile, 0, 1 << 20);
+    io.linear_input = a.flag("--linear");
     Device dev = select_device(a.str("--device", "auto"));
     a.check_all_used();
     auto model = load_model(weights, name, dev);
@@ -111,8 +114,10 @@ int main(int argc, char** argv) {
       if (s.depth.defined())
         RF_CHECK(has_positive(s.depth), depth, ": the depth map for ", jobs[i].first, " is all zeros");
       s.defocus = read_map(defocus, jobs[i].first, s.input);
-      // The map first: a network without one is refused before anything is written.
-      Tensor map = save_map.empty() ? Tensor() : defocus_picture(*model, s.input, dev);
+      // The map first: a network without one is refused before anything is written. It is made from the image as the
+      // network sees it (with --linear, brightened and sRGB-encoded).
+      Tensor seen = io.linear_input ? encode_linear_input(s.input, linear_input_gain(s.input)) : s.input;
+      Tensor map = save_map.empty() ? Tensor() : defocus_picture(*model, seen, dev);
       double t0 = now_seconds();
       Tensor sharp = run_deblur(*model, s, dev, io);
       model_seconds += now_seconds() - t0;

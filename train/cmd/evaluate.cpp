@@ -11,15 +11,18 @@ static const char* kUsage =
     "usage: evaluate --data DIR (--identity | --pred DIR | --model NAME --weights FILE)\n"
     "                [--split test] [--layout auto] [--out DIR] [--bits 8|16|0] [--crop-multiple N]\n"
     "                [--align] [--warp-gt] [--lpips WEIGHTS.safetensors] [--device auto|cpu|cuda] [--limit N] [--tile 1024]\n"
+    "                [--linear]\n"
     "Writes OUT/per_image.csv, OUT/summary.json and OUT/results.md (default OUT: eval_out) and prints the table.\n"
     "--align fits a gain and a +-4 px shift per image (for the Pixel 4 set, whose input and GT differ so).\n"
     "--warp-gt warps the ground truth onto each prediction by optical flow first (paper 004's protocol for\n"
     "misaligned sets such as SDD; the plain protocol stays the default).\n"
-    "--tile N: models that allow it run images larger than N px in tiles (bounded memory; 0: whole images).";
+    "--tile N: models that allow it run images larger than N px in tiles (bounded memory; 0: whole images).\n"
+    "--linear (with --model): the inputs are linear light (the Pixel 4 set): the model sees them brightened and\n"
+    "sRGB-encoded, as it was trained, and its results are decoded and darkened back before scoring.";
 
 int main(int argc, char** argv) {
   return run_main("evaluate", [&] {
-    Args a(argc, argv, kUsage, {"--identity", "--align", "--warp-gt"});
+    Args a(argc, argv, kUsage, {"--identity", "--align", "--warp-gt", "--linear"});
     EvalOptions o;
     o.data = a.required("--data");
     o.split = a.str("--split", o.split);
@@ -47,6 +50,7 @@ int main(int argc, char** argv) {
       o.model = a.required("--model");
       o.weights = a.required("--weights");
     }
+    o.linear_input = a.flag("--linear");
     a.check_all_used();
     EvalResult r = evaluate(o);
     std::printf("%s", r.table.c_str());
