@@ -70,7 +70,7 @@ struct InferenceOptions {
 };
 
 // The gain linear_input applies to a linear image [C, H, W]: its mean brought to 0.2 (the synthetic sets' mean in
-// linear light is 0.16-0.36), but its brightest value kept at most 0.98, so that nothing clips.
+// linear light is 0.16-0.36), but its brightest value kept at most 0.98, so that nothing clips; 1 for a black image.
 float linear_input_gain(const Tensor& image);
 // What the network sees of a linear image: sRGB(gain x image); and its result brought back: sRGB^-1(out) / gain.
 Tensor encode_linear_input(const Tensor& image, float gain);
