@@ -37,11 +37,11 @@ Tensor decode_image(const std::string& bytes, const std::string& name, int chann
 
 // img [C, H, W] (C = 1 or 3) or [1, C, H, W]; values clamped to [0, 1], rounded to 8 or 16 bits.
 void write_png(const std::string& path, const Tensor& img, int bits = 8);
+// Same input; 8-bit JPEG (the synthetic datasets' blurred inputs, like DPDD's).
+void write_jpeg(const std::string& path, const Tensor& img, int quality = 95);
 
 // The sRGB transfer curve (IEC 61966-2-1), per value in [0, 1].
 float srgb_to_linear(float c);
 float linear_to_srgb(float l);  // clamps to [0, 1] first
-// Same input; 8-bit JPEG (the synthetic datasets' blurred inputs, like DPDD's).
-void write_jpeg(const std::string& path, const Tensor& img, int quality = 95);
 
 }  // namespace rf

@@ -21,7 +21,6 @@ namespace {
 constexpr float kPi = 3.14159265358979f;
 constexpr float kDpddWidth = 1680.f;
 
-
 struct RGB {
   float r, g, b;
 };

@@ -42,9 +42,12 @@ fi
 weights="$RUN/$NAME.safetensors"
 [ -f "$weights" ] || weights=$(ls "$RUN"/*.safetensors | grep -v train_state | head -1)
 
+scored() {  # out-dir: kept from an earlier scoring of the same weights (REUSE_SCORES=1 with SKIP_TRAIN=1)
+  [ "${SKIP_TRAIN:-0}" = 1 ] && [ "${REUSE_SCORES:-0}" = 1 ] && [ -f "$1/summary.json" ]
+}
 score() {  # out-dir, evaluate args...
   local dir=$1; shift
-  [ "${SKIP_TRAIN:-0}" = 1 ] && [ "${REUSE_SCORES:-0}" = 1 ] && [ -f "$dir/summary.json" ] && return 0
+  scored "$dir" && return 0
   "$bin/evaluate" --out "$dir" "$@" >/dev/null
 }
 score "$OUT/synth_identity" --data "$DATA" --identity
@@ -54,9 +57,8 @@ if [ -d "$PIXEL4" ]; then
   # The Pixel 4 pairs are linear light and dark (mean 0.02-0.09): the model sees them as it was trained, brightened and
   # sRGB-encoded (--linear); the score of the raw linear input is kept beside it (pixel4_model_raw).
   # A model that reads depth maps cannot score them (they have none): the row says so.
-  reuse_p4=0; [ "${SKIP_TRAIN:-0}" = 1 ] && [ "${REUSE_SCORES:-0}" = 1 ] && [ -f "$OUT/pixel4_model/summary.json" ] && reuse_p4=1
-  [ $reuse_p4 = 1 ] || rm -f "$OUT/pixel4_skipped"
-  if [ $reuse_p4 = 0 ] &&
+  scored "$OUT/pixel4_model" || rm -f "$OUT/pixel4_skipped"
+  if ! scored "$OUT/pixel4_model" &&
      ! "$bin/evaluate" --out "$OUT/pixel4_model" --data "$PIXEL4" --model "$NAME" --weights "$weights" \
         --device "$DEVICE" --align --linear >/dev/null 2>"$OUT/pixel4_model.err"; then
     grep -q "needs a depth map" "$OUT/pixel4_model.err" || { cat "$OUT/pixel4_model.err" >&2; exit 1; }

@@ -116,8 +116,9 @@ int main(int argc, char** argv) {
       s.defocus = read_map(defocus, jobs[i].first, s.input);
       // The map first: a network without one is refused before anything is written. It is made from the image as the
       // network sees it (with --linear, brightened and sRGB-encoded).
-      Tensor seen = io.linear_input ? encode_linear_input(s.input, linear_input_gain(s.input)) : s.input;
-      Tensor map = save_map.empty() ? Tensor() : defocus_picture(*model, seen, dev);
+      Tensor map;
+      if (!save_map.empty())
+        map = defocus_picture(*model, io.linear_input ? encode_linear_input(s.input, linear_input_gain(s.input)) : s.input, dev);
       double t0 = now_seconds();
       Tensor sharp = run_deblur(*model, s, dev, io);
       model_seconds += now_seconds() - t0;
