@@ -36,9 +36,9 @@ Tensor SeedNet::forward(const Tensor& x) {
   return out->forward(y);
 }
 
-ReblurModule::ReblurModule() {
-  kernel_map_gene = register_module("kernel_map_gene", std::make_shared<SeedNet>(6, 64, 8));
-  kpn = register_module("kpn", std::make_shared<SeedNet>(6, 64, kReblurSeeds));
+ReblurModule::ReblurModule(int64_t width) {
+  kernel_map_gene = register_module("kernel_map_gene", std::make_shared<SeedNet>(6, width, 8));
+  kpn = register_module("kpn", std::make_shared<SeedNet>(6, width, kReblurSeeds));
   // The released initialisation: Xavier normal weights, zero biases.
   for (auto& [n, p] : named_parameters()) {
     Tensor t = p;
@@ -106,7 +106,8 @@ Tensor DeformableFusion::forward(const Tensor& image, const Tensor& map) {
 nlohmann::json JdrlConfig::to_json() const {
   return {{"backbone", backbone}, {"width", width}, {"restormer_blocks", restormer_blocks},
           {"restormer_refinement", restormer_refinement}, {"estimator", estimator}, {"heads", heads}, {"points", points},
-          {"identity_start", identity_start}, {"global_flow", global_flow}, {"reblur_guides", reblur_guides}};
+          {"identity_start", identity_start}, {"global_flow", global_flow}, {"reblur_guides", reblur_guides},
+          {"reblur_width", reblur_width}};
 }
 
 JdrlConfig JdrlConfig::from_json(const nlohmann::json& j) {
@@ -123,6 +124,7 @@ JdrlConfig JdrlConfig::from_json(const nlohmann::json& j) {
   r.get("identity_start", c.identity_start);
   r.get("global_flow", c.global_flow);
   r.get("reblur_guides", c.reblur_guides);
+  r.get("reblur_width", c.reblur_width, 1, 1024);
   r.finish();
   RF_CHECK(kReblurSeeds % c.heads == 0, "jdrl config: heads must divide 35, got ", c.heads);
   return c;
@@ -147,7 +149,7 @@ JdrlModel::JdrlModel(const JdrlConfig& c) : cfg(c) {
     restormer_ = register_module("backbone", std::make_shared<Restormer>(rc));
     if (c.identity_start) restormer_->zero_output();
   }
-  reblur_ = register_module("reblur", std::make_shared<ReblurModule>());
+  reblur_ = register_module("reblur", std::make_shared<ReblurModule>(c.reblur_width));
 }
 
 std::string JdrlModel::description() const {

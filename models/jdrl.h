@@ -31,10 +31,11 @@ class SeedNet : public UnaryModule {
   std::vector<std::pair<std::shared_ptr<Conv2d>, std::shared_ptr<Conv2d>>> blocks;
 };
 
-// Reblur_Model: kernel_map_gene (WPN, 8 maps) and kpn (35 seeds), both on cat(im_s, im_b). 474,987 parameters.
+// Reblur_Model: kernel_map_gene (WPN, 8 maps) and kpn (35 seeds), both on cat(im_s, im_b). 474,987 parameters at the
+// released width 64.
 class ReblurModule : public Module {
  public:
-  ReblurModule();
+  explicit ReblurModule(int64_t width = 64);
   struct Output {
     Tensor reblurred, seeds, maps;
   };
@@ -69,6 +70,8 @@ struct JdrlConfig {
   // Whether L_R's gradient reaches the deblurred image (the paper: R(x^, y) ~ y guides D). false [ours, ablation]:
   // R trains on a detached x^; a reblurring module still learning pulls x^ towards whatever it can blur into y.
   bool reblur_guides = true;
+  // R's width (64 as released). [ours] R is a training aid that runs at full resolution; the CPU recipe narrows it.
+  int64_t reblur_width = 64;
   nlohmann::json to_json() const;
   static JdrlConfig from_json(const nlohmann::json& j);
 };

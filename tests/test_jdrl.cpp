@@ -226,6 +226,31 @@ TEST_CASE("--reblur detached: L_R still trains R the same, but no longer reaches
   CHECK(JdrlConfig().reblur_guides);  // the paper's coupling unless asked
 }
 
+TEST_CASE("--reblur-width narrows R only: the deblurring network is untouched and the main losses still train R") {
+  auto reblur_params = [](int64_t w) {  // two seed networks: conv_first, three residual blocks, out (8 maps, 35 seeds)
+    auto seednet = [w](int64_t outputs) { return 6 * w * 9 + w + 6 * (w * w * 9 + w) + w * outputs * 9 + outputs; };
+    return seednet(8) + seednet(35);
+  };
+  CHECK(reblur_params(64) == 474987);  // the released Reblur_Model
+  JdrlConfig narrow = JdrlConfig::from_json({{"width", 4}, {"reblur_width", 16}});
+  CHECK(JdrlConfig::from_json(narrow.to_json()).reblur_width == 16);
+  CHECK(JdrlConfig().reblur_width == 64);
+  CHECK_THROWS(JdrlConfig::from_json({{"reblur_width", 0}}));
+  manual_seed(81);
+  JdrlModel m(narrow), released(JdrlConfig::from_json({{"width", 4}}));
+  CHECK(m.inference_parameters() == released.inference_parameters());
+  CHECK(m.num_parameters() - m.inference_parameters() == reblur_params(16));
+  Batch b;
+  b.input = uniform_input({1, 3, 32, 32}, 0.1f, 0.9f, 82);
+  b.target = uniform_input({1, 3, 32, 32}, 0.1f, 0.9f, 83);
+  m.loss(b, "main").total.backward();
+  double r_grad = 0;
+  for (auto& [name, t] : m.named_parameters())
+    if (name.rfind("reblur.", 0) == 0)
+      for (float v : t.grad().to_vector()) r_grad += (double)v * v;
+  CHECK(r_grad > 1e-10);
+}
+
 TEST_CASE("evaluate --warp-gt scores a shifted prediction against the ground truth moved onto it") {
   auto dir = fs::temp_directory_path() / ("refocus_warpgt_" + std::to_string(::getpid()));
   make_dirs((dir / "blur").string());

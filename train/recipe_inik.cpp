@@ -1,6 +1,6 @@
 // inik (paper 003): one supervised stage, the loss summed over the three scales (MSE + 0.1 FFT), Adam at 2e-4
-// halved at 24%, 48% and 72% of the steps (the released schedule: epochs 1200, 2400, 3600 of 5000), random crops
-// with flips and quarter turns.
+// (1e-3 in the short CPU run) halved at 24%, 48% and 72% of the steps (the released schedule: epochs 1200, 2400,
+// 3600 of 5000), random crops with flips and quarter turns.
 #include "models/inik.h"
 #include "train/recipes.h"
 
@@ -17,7 +17,9 @@ Recipe inik_recipe() {
   r.cpu.iters = 650;
   r.cpu.batch = 4;
   r.cpu.crop = 96;
-  r.cpu.lr = 2e-4f;
+  // A short run needs a larger step than the released 2e-4: 100 steps, 8 validation pairs (input 26.14 dB) reached
+  // 26.47 dB at 2e-4 and 26.74 dB at 1e-3.
+  r.cpu.lr = 1e-3f;
   r.cpu.val_every = 400;
   r.gpu.iters = 20000;
   r.gpu.batch = 4;
