@@ -1,6 +1,7 @@
 #include "ops/conv.h"
 #include "ops/macs.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -36,6 +37,16 @@ void conv2d_naive(const ConvGeometry& g, const float* x, const float* w, const f
         }
 }
 
+// Output columns [lo, hi) of kernel column kj read inside the input row (iw = ow * stride - pad + kj * dil in
+// [0, w)); the rest read zero padding. Computed once per row so the inner loops carry no bounds test.
+static void valid_columns(const ConvGeometry& g, int64_t kj, int64_t& lo, int64_t& hi) {
+  const int64_t off = kj * g.dil_w - g.pad_w;  // iw = ow * stride + off
+  lo = off >= 0 ? 0 : (-off + g.stride_w - 1) / g.stride_w;
+  hi = g.w - off <= 0 ? 0 : std::min(g.w_out, (g.w - off + g.stride_w - 1) / g.stride_w);
+  lo = std::min(lo, g.w_out);
+  hi = std::max(hi, lo);
+}
+
 void im2col(const ConvGeometry& g, const float* img, float* col, int64_t oh0, int64_t oh1) {
   const int64_t cols = (oh1 - oh0) * g.w_out, rows = g.c_in * g.kh * g.kw;
 #pragma omp parallel for if (rows * cols > (1 << 15))
@@ -43,6 +54,9 @@ void im2col(const ConvGeometry& g, const float* img, float* col, int64_t oh0, in
     int64_t kj = r % g.kw, ki = (r / g.kw) % g.kh, c = r / (g.kw * g.kh);
     const float* plane = img + c * g.h * g.w;
     float* out = col + r * cols;
+    int64_t lo, hi;
+    valid_columns(g, kj, lo, hi);
+    const int64_t off = kj * g.dil_w - g.pad_w;
     for (int64_t oh = oh0; oh < oh1; ++oh) {
       int64_t ih = oh * g.stride_h - g.pad_h + ki * g.dil_h;
       float* orow = out + (oh - oh0) * g.w_out;
@@ -51,10 +65,12 @@ void im2col(const ConvGeometry& g, const float* img, float* col, int64_t oh0, in
         continue;
       }
       const float* irow = plane + ih * g.w;
-      for (int64_t ow = 0; ow < g.w_out; ++ow) {
-        int64_t iw = ow * g.stride_w - g.pad_w + kj * g.dil_w;
-        orow[ow] = (iw >= 0 && iw < g.w) ? irow[iw] : 0.f;
-      }
+      std::memset(orow, 0, sizeof(float) * lo);
+      if (g.stride_w == 1)
+        std::memcpy(orow + lo, irow + lo + off, sizeof(float) * (hi - lo));
+      else
+        for (int64_t ow = lo; ow < hi; ++ow) orow[ow] = irow[ow * g.stride_w + off];
+      std::memset(orow + hi, 0, sizeof(float) * (g.w_out - hi));
     }
   }
 }
@@ -68,13 +84,20 @@ void col2im_add(const ConvGeometry& g, const float* col, float* img, int64_t oh0
     for (int64_t ki = 0; ki < g.kh; ++ki)
       for (int64_t kj = 0; kj < g.kw; ++kj) {
         const float* in = col + ((c * g.kh + ki) * g.kw + kj) * cols;
+        int64_t lo, hi;
+        valid_columns(g, kj, lo, hi);
+        const int64_t off = kj * g.dil_w - g.pad_w;
         for (int64_t oh = oh0; oh < oh1; ++oh) {
           int64_t ih = oh * g.stride_h - g.pad_h + ki * g.dil_h;
           if (ih < 0 || ih >= g.h) continue;
           const float* irow = in + (oh - oh0) * g.w_out;
-          for (int64_t ow = 0; ow < g.w_out; ++ow) {
-            int64_t iw = ow * g.stride_w - g.pad_w + kj * g.dil_w;
-            if (iw >= 0 && iw < g.w) plane[ih * g.w + iw] += irow[ow];
+          float* prow = plane + ih * g.w;
+          if (g.stride_w == 1) {
+            float* dst = prow + lo + off;
+            const float* src = irow + lo;
+            for (int64_t i = 0; i < hi - lo; ++i) dst[i] += src[i];
+          } else {
+            for (int64_t ow = lo; ow < hi; ++ow) prow[ow * g.stride_w + off] += irow[ow];
           }
         }
       }

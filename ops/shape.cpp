@@ -1,5 +1,6 @@
 #include "ops/shape.h"
 
+#include <algorithm>
 #include <cstring>
 #include <numeric>
 
@@ -156,31 +157,58 @@ Tensor squeeze(const Tensor& x, int64_t dim) {
 // --- padding -----------------------------------------------------------------------------------------
 namespace cpu {
 
+// Columns whose padded values are not a plain shift of the input row: those within reach of the two borders.
+// Everything between is one memcpy (forward) or one vectorised add (backward).
 void pad_forward(const PadGeometry& g, const float* x, float* y) {
   const int64_t ho = g.h_out(), wo = g.w_out();
 #pragma omp parallel for if (g.planes * ho * wo > (1 << 15))
   for (int64_t p = 0; p < g.planes; ++p)
     for (int64_t oy = 0; oy < ho; ++oy) {
       int64_t iy = pad_source(oy, g.h, g.top, g.mode);
-      for (int64_t ox = 0; ox < wo; ++ox) {
-        int64_t ix = pad_source(ox, g.w, g.left, g.mode);
-        y[(p * ho + oy) * wo + ox] = (iy < 0 || ix < 0) ? 0.f : x[(p * g.h + iy) * g.w + ix];
+      float* yrow = y + (p * ho + oy) * wo;
+      if (iy < 0) {
+        std::memset(yrow, 0, sizeof(float) * wo);
+        continue;
       }
+      const float* xrow = x + (p * g.h + iy) * g.w;
+      auto border = [&](int64_t ox) {
+        int64_t ix = pad_source(ox, g.w, g.left, g.mode);
+        yrow[ox] = ix < 0 ? 0.f : xrow[ix];
+      };
+      for (int64_t ox = 0; ox < g.left; ++ox) border(ox);
+      std::memcpy(yrow + g.left, xrow, sizeof(float) * g.w);
+      for (int64_t ox = g.left + g.w; ox < wo; ++ox) border(ox);
     }
 }
 
 void pad_backward(const PadGeometry& g, const float* gy, float* gx) {
   const int64_t ho = g.h_out(), wo = g.w_out();
+  // Input columns that were also copied into the padding: the left run reaches ix <= left, the right one
+  // ix >= w - 1 - right (reflect mirrors, replicate repeats the edge column, zeros copies nothing).
+  const int64_t left_reach = std::min<int64_t>(g.w, g.left + 1), right_from = std::max<int64_t>(left_reach, g.w - 1 - g.right);
 #pragma omp parallel for if (g.planes * g.h * g.w > (1 << 15))
   for (int64_t p = 0; p < g.planes; ++p)
-    for (int64_t iy = 0; iy < g.h; ++iy)
-      for (int64_t ix = 0; ix < g.w; ++ix) {
-        float acc = 0.f;
-        pad_targets(iy, g.h, g.top, g.bottom, g.mode, [&](int64_t oy) {
-          pad_targets(ix, g.w, g.left, g.right, g.mode, [&](int64_t ox) { acc += gy[(p * ho + oy) * wo + ox]; });
-        });
-        gx[(p * g.h + iy) * g.w + ix] = acc;
-      }
+    for (int64_t iy = 0; iy < g.h; ++iy) {
+      float* gxrow = gx + (p * g.h + iy) * g.w;
+      bool first = true;
+      // The same order of additions as a per-pixel gather: output rows in pad_targets' order, and within
+      // each row the direct copy before the mirrored columns.
+      pad_targets(iy, g.h, g.top, g.bottom, g.mode, [&](int64_t oy) {
+        const float* gyrow = gy + (p * ho + oy) * wo;
+        if (first)
+          std::memcpy(gxrow, gyrow + g.left, sizeof(float) * g.w);
+        else
+          for (int64_t ix = 0; ix < g.w; ++ix) gxrow[ix] += gyrow[ix + g.left];
+        first = false;
+        auto extra = [&](int64_t ix) {
+          pad_targets(ix, g.w, g.left, g.right, g.mode, [&](int64_t ox) {
+            if (ox != ix + g.left) gxrow[ix] += gyrow[ox];
+          });
+        };
+        for (int64_t ix = 0; ix < left_reach; ++ix) extra(ix);
+        for (int64_t ix = right_from; ix < g.w; ++ix) extra(ix);
+      });
+    }
 }
 
 void gather_rows(const float* x, const int32_t* index, float* out, int64_t n, int64_t row) {

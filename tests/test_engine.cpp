@@ -192,10 +192,21 @@ TEST_CASE("GEMM: built-in blocked and BLAS paths match the naive oracle") {
   }
 }
 
-TEST_CASE("conv2d: the im2col path matches the seven-loop oracle") {
+// The backward passes by the adjoint identities: for y = conv(x, w) (no bias), <y, gy> = <x, gx> = <w, gw>.
+static double dot(const Tensor& a, const Tensor& b) {
+  double acc = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) acc += (double)a.data()[i] * b.data()[i];
+  return acc;
+}
+
+TEST_CASE("conv2d: the im2col path matches the seven-loop oracle, its gradients the adjoint identities") {
   struct Case { int64_t n, ci, h, w, co, k, s, p, d, g; };
+  // The last two: padding wider than the kernel reaches (whole rows and columns of zeros) and stride 3.
   for (Case c : {Case{2, 3, 9, 8, 4, 3, 1, 1, 1, 1}, Case{1, 4, 11, 10, 6, 5, 2, 2, 1, 2}, Case{1, 2, 9, 9, 2, 3, 1, 2, 2, 2},
-                 Case{3, 5, 4, 6, 7, 1, 1, 0, 1, 1}}) {
+                 Case{3, 5, 4, 6, 7, 1, 1, 0, 1, 1}, Case{1, 2, 5, 7, 3, 3, 3, 4, 1, 1}, Case{2, 3, 8, 13, 2, 4, 2, 3, 2, 1}}) {
+    CAPTURE(c.k);
+    CAPTURE(c.s);
+    CAPTURE(c.p);
     Tensor x = uniform_input({c.n, c.ci, c.h, c.w}, -1, 1, 11), w = uniform_input({c.co, c.ci / c.g, c.k, c.k}, -1, 1, 12);
     Tensor b = uniform_input({c.co}, -1, 1, 13);
     Tensor y = conv2d(x, w, b, ConvOptions::make(c.s, c.p, c.d, c.g));
@@ -203,6 +214,13 @@ TEST_CASE("conv2d: the im2col path matches the seven-loop oracle") {
     Tensor ref = empty_like(y);
     cpu::conv2d_naive(g, x.data(), w.data(), b.data(), ref.data());
     CHECK(rel_err(y, ref) < 1e-5);
+    Tensor xg = x.detach().set_requires_grad(), wg = w.detach().set_requires_grad();
+    Tensor y0 = conv2d(xg, wg, Tensor(), ConvOptions::make(c.s, c.p, c.d, c.g));
+    Tensor gy = uniform_input(y0.shape(), -1, 1, 14);
+    y0.backward(gy);
+    const double yy = dot(y0, gy);
+    CHECK(std::abs(dot(x, xg.grad()) - yy) <= 1e-4 * (1 + std::abs(yy)));
+    CHECK(std::abs(dot(w, wg.grad()) - yy) <= 1e-4 * (1 + std::abs(yy)));
   }
 }
 
