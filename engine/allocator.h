@@ -1,4 +1,4 @@
-// Memory. CPU: 64-byte aligned malloc. CUDA: a caching allocator — freed blocks are kept in
+// Memory. CPU: 64-byte aligned malloc, large blocks kept for reuse. CUDA: a caching allocator — freed blocks are kept in
 // size-class free lists and reused, because cudaMalloc/cudaFree synchronise the device and cost
 // milliseconds. All work runs on one stream, so a block freed by one op can be handed to the next op
 // at once: stream order guarantees the earlier kernels finished with it.
@@ -28,13 +28,17 @@ CudaAllocStats cuda_alloc_stats();
 // The peak since the last reset, so that a benchmark can measure one step.
 void cuda_reset_peak();
 
-// Host tensors: bytes held now and the peak (64-byte rounded requests).
+// Host tensors: bytes held now and the peak (64-byte rounded requests), and the freed blocks of 32 MiB and more
+// kept for reuse (at most 2 GiB: a fresh block of that size would page-fault on every first touch).
 struct HostAllocStats {
   size_t allocated_bytes = 0;
   size_t peak_allocated_bytes = 0;
+  size_t cached_bytes = 0;
 };
 HostAllocStats host_alloc_stats();
 void host_reset_peak();
+// Return the kept host blocks to the system.
+void host_empty_cache();
 // Return all cached blocks to the driver.
 void cuda_empty_cache();
 // Turn caching off (every free goes straight to cudaFree) — for measuring what caching buys.

@@ -175,6 +175,34 @@ TEST_CASE("caching CUDA allocator reuses blocks and reports its statistics") {
   CHECK(after.cached_bytes >= 4u << 20);
 }
 
+TEST_CASE("host blocks of 32 MiB and more are kept after free and handed to the next request of that size") {
+  host_empty_cache();
+  const size_t big = 10u << 20;  // floats: 40 MiB
+  const float* first = nullptr;
+  {
+    Tensor t = empty({(int64_t)big});
+    t.fill_(2.f);
+    first = t.data();
+    CHECK(host_alloc_stats().cached_bytes == 0);
+  }
+  const size_t kept = host_alloc_stats().cached_bytes;
+  {
+    Tensor small = empty({1024});  // below the threshold: not taken from, not kept
+    Tensor t = empty({(int64_t)big});
+    if (kept == 0) {
+      MESSAGE("host block cache off (AddressSanitizer build)");
+    } else {
+      CHECK(kept == big * sizeof(float));
+      CHECK(t.data() == first);
+      CHECK(host_alloc_stats().cached_bytes == 0);
+    }
+    t.fill_(3.f);
+    CHECK(t.data()[big - 1] == 3.f);
+  }
+  host_empty_cache();
+  CHECK(host_alloc_stats().cached_bytes == 0);
+}
+
 TEST_CASE("GEMM: built-in blocked and BLAS paths match the naive oracle") {
   struct Case { bool ta, tb; int64_t m, n, k; float alpha, beta; };
   for (Case c : {Case{false, false, 37, 53, 29, 1.f, 0.f}, Case{true, false, 64, 17, 300, 0.5f, 1.f},
