@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <list>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -139,7 +140,9 @@ static void keep_freed_host_memory() {
 // Blocks of 32 MiB and more are above any mmap threshold glibc accepts, so each one came fresh from the kernel
 // and every page faulted on first touch: 16% of an sft training step (128 channels at batch 4 x 128^2, 32 MiB
 // per activation), measured with perf. Such blocks are kept after free, keyed by size, and handed to the next
-// request of the same size (a training step asks for the same sizes every step), up to a bound on what is held.
+// request of the same size (a training step asks for the same sizes every step). At most 2 GiB are
+// held; the longest-kept blocks go first, so that blocks of an earlier workload (an inference at another
+// size) make room for the current one's.
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define RF_ASAN 1
@@ -152,33 +155,39 @@ class HostBlockCache {
  public:
   static constexpr size_t kMinBlock = 32u << 20;
 #ifdef RF_ASAN
-  static constexpr size_t kLimit = 0;  // AddressSanitizer must see every free to catch a use after it
+  static constexpr size_t kDefaultLimit = 0;  // AddressSanitizer must see every free to catch a use after it
 #else
-  static constexpr size_t kLimit = 2ull << 30;
+  static constexpr size_t kDefaultLimit = 2ull << 30;
 #endif
   void* take(size_t sz) {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = free_.find(sz);
-    if (it == free_.end()) return nullptr;
-    void* p = it->second;
-    free_.erase(it);
+    auto it = by_size_.find(sz);
+    if (it == by_size_.end()) return nullptr;
+    void* p = it->second->ptr;
+    by_age_.erase(it->second);
+    by_size_.erase(it);
     cached_ -= sz;
     return p;
   }
-  // false: not kept (too small, or the cache is full); the caller frees it.
+  // false: not kept (too small, or larger than the whole cache); the caller frees it.
   bool put(void* p, size_t sz) {
     if (sz < kMinBlock) return false;
     std::lock_guard<std::mutex> lock(mu_);
-    if (cached_ + sz > kLimit) return false;
-    free_.emplace(sz, p);
+    if (sz > limit_) return false;
+    while (cached_ + sz > limit_) evict_oldest();
+    by_age_.push_back({sz, p});
+    by_size_.emplace(sz, std::prev(by_age_.end()));
     cached_ += sz;
     return true;
   }
   void clear() {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& [sz, p] : free_) std::free(p);
-    free_.clear();
-    cached_ = 0;
+    while (!by_age_.empty()) evict_oldest();
+  }
+  void set_limit(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    limit_ = bytes;
+    while (cached_ > limit_) evict_oldest();
   }
   size_t cached() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -186,9 +195,27 @@ class HostBlockCache {
   }
 
  private:
+  struct Block {
+    size_t size;
+    void* ptr;
+  };
+  void evict_oldest() {
+    const Block b = by_age_.front();
+    auto range = by_size_.equal_range(b.size);
+    for (auto it = range.first; it != range.second; ++it)
+      if (it->second == by_age_.begin()) {
+        by_size_.erase(it);
+        break;
+      }
+    by_age_.pop_front();
+    std::free(b.ptr);
+    cached_ -= b.size;
+  }
   std::mutex mu_;
-  std::multimap<size_t, void*> free_;
+  std::list<Block> by_age_;                                  // oldest first
+  std::multimap<size_t, std::list<Block>::iterator> by_size_;  // the same blocks by size
   size_t cached_ = 0;
+  size_t limit_ = kDefaultLimit;
 };
 
 static HostBlockCache& host_cache() {
@@ -236,6 +263,13 @@ void device_free(Device d, void* p, size_t bytes) {
 
 HostAllocStats host_alloc_stats() { return {g_cpu_bytes.load(), g_cpu_peak.load(), host_cache().cached()}; }
 void host_empty_cache() { host_cache().clear(); }
+void host_set_cache_limit(size_t bytes) {
+#ifndef RF_ASAN
+  host_cache().set_limit(bytes);
+#else
+  (void)bytes;
+#endif
+}
 void host_reset_peak() { g_cpu_peak.store(g_cpu_bytes.load()); }
 
 CudaAllocStats cuda_alloc_stats() {

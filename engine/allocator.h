@@ -39,6 +39,8 @@ HostAllocStats host_alloc_stats();
 void host_reset_peak();
 // Return the kept host blocks to the system.
 void host_empty_cache();
+// Bound the kept bytes (2 GiB by default; 0 keeps nothing), the longest-kept blocks freed first.
+void host_set_cache_limit(size_t bytes);
 // Return all cached blocks to the driver.
 void cuda_empty_cache();
 // Turn caching off (every free goes straight to cudaFree) — for measuring what caching buys.

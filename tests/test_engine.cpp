@@ -175,7 +175,7 @@ TEST_CASE("caching CUDA allocator reuses blocks and reports its statistics") {
   CHECK(after.cached_bytes >= 4u << 20);
 }
 
-TEST_CASE("host blocks of 32 MiB and more are kept after free and handed to the next request of that size") {
+TEST_CASE("host blocks of 32 MiB and more are kept after free for the next request of that size, the oldest freed first") {
   host_empty_cache();
   const size_t big = 10u << 20;  // floats: 40 MiB
   const float* first = nullptr;
@@ -201,6 +201,23 @@ TEST_CASE("host blocks of 32 MiB and more are kept after free and handed to the 
   }
   host_empty_cache();
   CHECK(host_alloc_stats().cached_bytes == 0);
+  if (kept == 0) return;
+  // Over the bound the longest-kept block goes first.
+  host_set_cache_limit(100u << 20);
+  const int64_t mib = 1 << 18;  // floats
+  { Tensor a = empty({40 * mib}); }
+  { Tensor b = empty({48 * mib}); }
+  CHECK(host_alloc_stats().cached_bytes == (88u << 20));
+  { Tensor c = empty({36 * mib}); }
+  CHECK(host_alloc_stats().cached_bytes == (84u << 20));  // 48 + 36: the 40 MiB block was freed
+  {
+    Tensor a = empty({40 * mib});  // not kept any more: a fresh block
+    CHECK(host_alloc_stats().cached_bytes == (84u << 20));
+    Tensor b = empty({48 * mib});
+    CHECK(host_alloc_stats().cached_bytes == (36u << 20));
+  }
+  host_set_cache_limit(2ull << 30);
+  host_empty_cache();
 }
 
 TEST_CASE("GEMM: built-in blocked and BLAS paths match the naive oracle") {
