@@ -51,6 +51,7 @@ def main():
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--training-only", action="store_true", help="time the training step alone")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -66,10 +67,11 @@ def main():
             with torch.no_grad():
                 run(net, x)
 
-        print(json.dumps({"name": f"{name} inference {iw}x{ih}", "device": a.device,
-                          "ms": round(median_ms(infer, a.repeats, dev), 1),
-                          "parameters": sum(p.numel() for n, p in net.named_parameters() if not n.startswith("reblur."))}),
-              flush=True)
+        if not a.training_only:
+            print(json.dumps({"name": f"{name} inference {iw}x{ih}", "device": a.device,
+                              "ms": round(median_ms(infer, a.repeats, dev), 1),
+                              "parameters": sum(p.numel() for n, p in net.named_parameters() if not n.startswith("reblur."))}),
+                  flush=True)
         net.train()
         opt = torch.optim.Adam(net.parameters(), 1e-4)
         xb, tb = torch.rand(4, 3, a.crop, a.crop, device=dev), torch.rand(4, 3, a.crop, a.crop, device=dev)

@@ -29,7 +29,8 @@ CudaAllocStats cuda_alloc_stats();
 void cuda_reset_peak();
 
 // Host tensors: bytes held now and the peak (64-byte rounded requests), and the freed blocks of 32 MiB and more
-// kept for reuse (at most 2 GiB: a fresh block of that size would page-fault on every first touch).
+// kept for reuse (a fresh block of that size page-faults on every first touch). A request that misses frees kept
+// blocks of at least its size first, so live + kept bytes stay within the peak of live bytes.
 struct HostAllocStats {
   size_t allocated_bytes = 0;
   size_t peak_allocated_bytes = 0;
@@ -39,8 +40,9 @@ HostAllocStats host_alloc_stats();
 void host_reset_peak();
 // Return the kept host blocks to the system.
 void host_empty_cache();
-// Bound the kept bytes (2 GiB by default; 0 keeps nothing), the longest-kept blocks freed first.
+// Bound the kept bytes (half the RAM, at most 16 GiB, by default; 0 keeps nothing), the longest-kept freed first.
 void host_set_cache_limit(size_t bytes);
+size_t host_cache_limit();
 // Return all cached blocks to the driver.
 void cuda_empty_cache();
 // Turn caching off (every free goes straight to cudaFree) — for measuring what caching buys.

@@ -202,21 +202,31 @@ TEST_CASE("host blocks of 32 MiB and more are kept after free for the next reque
   host_empty_cache();
   CHECK(host_alloc_stats().cached_bytes == 0);
   if (kept == 0) return;
-  // Over the bound the longest-kept block goes first.
+  const size_t saved_limit = host_cache_limit();
   host_set_cache_limit(100u << 20);
   const int64_t mib = 1 << 18;  // floats
-  { Tensor a = empty({40 * mib}); }
-  { Tensor b = empty({48 * mib}); }
-  CHECK(host_alloc_stats().cached_bytes == (88u << 20));
-  { Tensor c = empty({36 * mib}); }
-  CHECK(host_alloc_stats().cached_bytes == (84u << 20));  // 48 + 36: the 40 MiB block was freed
+  auto cached_mib = [] { return host_alloc_stats().cached_bytes >> 20; };
   {
-    Tensor a = empty({40 * mib});  // not kept any more: a fresh block
-    CHECK(host_alloc_stats().cached_bytes == (84u << 20));
-    Tensor b = empty({48 * mib});
-    CHECK(host_alloc_stats().cached_bytes == (36u << 20));
+    Tensor a = empty({40 * mib}), b = empty({48 * mib});
+  }  // b is freed first, then a
+  CHECK(cached_mib() == 88);
+  {
+    Tensor c = empty({36 * mib});  // a miss frees the longest-kept block (b) before allocating
+    CHECK(cached_mib() == 40);
   }
-  host_set_cache_limit(2ull << 30);
+  CHECK(cached_mib() == 76);
+  {
+    Tensor small = empty({30 * mib});  // below 32 MiB: glibc's heap, the cache untouched
+    Tensor e = empty({64 * mib});      // a miss: both kept blocks go (40 + 36 >= 64)
+    CHECK(cached_mib() == 0);
+  }
+  CHECK(cached_mib() == 64);
+  host_empty_cache();
+  {
+    Tensor f = empty({40 * mib}), g = empty({40 * mib}), h = empty({40 * mib});
+  }  // h, g, f freed in turn: the third would pass 100 MiB, so the longest-kept (h) goes
+  CHECK(cached_mib() == 80);
+  host_set_cache_limit(saved_limit);
   host_empty_cache();
 }
 
