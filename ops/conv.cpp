@@ -113,13 +113,13 @@ static bool is_pointwise(const ConvGeometry& g) {
 
 // The column matrix of a whole image can be huge (576 x 1.9M floats for 64 channels at 1680x1120), so
 // each image is unfolded a band of output rows at a time and the band's GEMM writes straight into the output
-// with a leading dimension of h_out * w_out. One image on all threads: bands of up to 16 MiB. One image per
-// thread (see images_in_parallel): 1 MiB each, so that every thread's band stays in its own cache (3x3 32->32 at
-// batch 4 x 128^2, forward: 9.7 ms with 16 MiB bands, 6.3 ms with 1 MiB). The band size changes where the
+// with a leading dimension of h_out * w_out. One band on all threads: up to 16 MiB. A band or an image per
+// thread (conv2d_forward, images_in_parallel): 1 MiB each, so that every thread's band stays in its own cache
+// (3x3 32->32 at batch 4 x 128^2, forward: 9.7 ms with 16 MiB bands, 6.3 ms with 1 MiB). The band size changes where the
 // weight gradient's sums over pixels are cut, so CPU results can differ in the last bits between thread counts
 // (as OpenBLAS's own may); for a given thread count they are deterministic.
-static int64_t band_rows(const ConvGeometry& g) {
-  const int64_t budget = omp_in_parallel() ? (256 << 10) : (4 << 20);  // floats
+static int64_t band_rows(const ConvGeometry& g, bool per_thread) {
+  const int64_t budget = per_thread ? (256 << 10) : (4 << 20);  // floats
   // At least 1024 output columns a band: fewer make the GEMM too narrow for its register tiles (512 channels at
   // 16^2 would get 3 rows).
   const int64_t per_row = g.c_in * g.kh * g.kw * g.w_out, min_rows = (1024 + g.w_out - 1) / g.w_out;
@@ -140,39 +140,40 @@ struct Banding {
   float* col;    // the band's column matrix (null when pointwise)
 };
 
-static Banding banding(const ConvGeometry& g) {
+static Banding banding(const ConvGeometry& g, bool per_thread) {
   const bool pw = is_pointwise(g);
-  const int64_t rows = pw ? g.h_out : band_rows(g);
+  const int64_t rows = pw ? g.h_out : band_rows(g, per_thread);
   return {pw, rows, pw ? nullptr : scratch((size_t)(g.c_in * g.kh * g.kw * rows * g.w_out))};
 }
 
-// One image of each pass. Called either image after image (the GEMMs and unfolding threaded inside) or with the
-// images spread over the threads (each one's GEMM then single-threaded), see for_images.
-static void forward_image(const ConvGeometry& g, const float* xn, const float* w, const float* bias, float* yn) {
+// One image of the two backward passes. Called either image after image (the GEMMs and unfolding threaded inside)
+// or with the images spread over the threads (each one's GEMM then single-threaded), see for_images.
+// Output rows oh0..oh1-1 of one image, bias included; col holds the band's column matrix (unused when pointwise).
+static void forward_band(const ConvGeometry& g, const float* xn, const float* w, const float* bias, float* yn,
+                         int64_t oh0, int64_t oh1, float* col) {
   const int64_t hw_out = g.h_out * g.w_out, k = g.c_in_g() * g.kh * g.kw, cog = g.c_out_g();
-  const auto [pw, band, col] = banding(g);
-  for (int64_t oh0 = 0; oh0 < g.h_out; oh0 += band) {
-    int64_t oh1 = std::min(g.h_out, oh0 + band), cols = (oh1 - oh0) * g.w_out;
-    const float* cm = pw ? xn : col;
-    int64_t ldcm = pw ? hw_out : cols;
-    if (!pw) im2col(g, xn, col, oh0, oh1);
-    for (int64_t grp = 0; grp < g.groups; ++grp) {
-      GemmShape s = gemm_shape(false, false, cog, cols, k);
-      s.ldb = ldcm;
-      s.ldc = hw_out;
-      gemm(s, w + grp * cog * k, cm + grp * k * ldcm, yn + grp * cog * hw_out + oh0 * g.w_out);
-    }
+  const bool pw = is_pointwise(g);
+  const int64_t cols = (oh1 - oh0) * g.w_out;
+  // Pointwise: the image is its own column matrix, the band a range of its columns.
+  const float* cm = pw ? xn + oh0 * g.w_out : col;
+  const int64_t ldcm = pw ? hw_out : cols;
+  if (!pw) im2col(g, xn, col, oh0, oh1);
+  for (int64_t grp = 0; grp < g.groups; ++grp) {
+    GemmShape s = gemm_shape(false, false, cog, cols, k);
+    s.ldb = ldcm;
+    s.ldc = hw_out;
+    gemm(s, w + grp * cog * k, cm + grp * k * ldcm, yn + grp * cog * hw_out + oh0 * g.w_out);
   }
   if (bias) {
-#pragma omp parallel for if (g.c_out * hw_out > (1 << 15))
+#pragma omp parallel for if (g.c_out * cols > (1 << 15))
     for (int64_t c = 0; c < g.c_out; ++c)
-      for (int64_t i = 0; i < hw_out; ++i) yn[c * hw_out + i] += bias[c];
+      for (int64_t i = oh0 * g.w_out; i < oh1 * g.w_out; ++i) yn[c * hw_out + i] += bias[c];
   }
 }
 
 static void data_image(const ConvGeometry& g, const float* gyn, const float* w, float* gxn) {
   const int64_t hw_out = g.h_out * g.w_out, k = g.c_in_g() * g.kh * g.kw, cog = g.c_out_g();
-  const auto [pw, band, col] = banding(g);
+  const auto [pw, band, col] = banding(g, omp_in_parallel());
   if (!pw) std::memset(gxn, 0, sizeof(float) * g.c_in * g.h * g.w);
   for (int64_t oh0 = 0; oh0 < g.h_out; oh0 += band) {
     int64_t oh1 = std::min(g.h_out, oh0 + band), cols = (oh1 - oh0) * g.w_out;
@@ -190,7 +191,7 @@ static void data_image(const ConvGeometry& g, const float* gyn, const float* w, 
 // gw_n = d/dw of one image alone, overwritten.
 static void weight_image(const ConvGeometry& g, const float* xn, const float* gyn, float* gwn) {
   const int64_t hw_out = g.h_out * g.w_out, k = g.c_in_g() * g.kh * g.kw, cog = g.c_out_g();
-  const auto [pw, band, col] = banding(g);
+  const auto [pw, band, col] = banding(g, omp_in_parallel());
   for (int64_t oh0 = 0; oh0 < g.h_out; oh0 += band) {
     int64_t oh1 = std::min(g.h_out, oh0 + band), cols = (oh1 - oh0) * g.w_out;
     const float* cm = pw ? xn : col;
@@ -225,10 +226,28 @@ static void for_images(const ConvGeometry& g, F per_image) {
   }
 }
 
+// The forward pass spreads bands, not only images, over the threads: bands write disjoint output rows, and a
+// single large image (inference) then gets the same per-thread bands as a batch. Its result does not depend on
+// the banding (each output sums over the same K in the same order).
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
-  for_images(g, [&](int64_t n) {
-    forward_image(g, x + n * g.c_in * g.h * g.w, w, bias, y + n * g.c_out * g.h_out * g.w_out);
-  });
+  const int threads = omp_get_max_threads();
+  const int64_t in_size = g.c_in * g.h * g.w, out_size = g.c_out * g.h_out * g.w_out;
+  const int64_t rows = is_pointwise(g) ? std::min<int64_t>(g.h_out, std::max<int64_t>(1, (8192 + g.w_out - 1) / g.w_out))
+                                       : band_rows(g, true);
+  const int64_t bands = (g.h_out + rows - 1) / rows;
+  if (threads > 1 && !omp_in_parallel() && g.n * bands >= threads) {
+#pragma omp parallel for schedule(static)
+    for (int64_t item = 0; item < g.n * bands; ++item) {
+      const int64_t n = item / bands, oh0 = (item % bands) * rows, oh1 = std::min(g.h_out, oh0 + rows);
+      float* col = is_pointwise(g) ? nullptr : scratch((size_t)(g.c_in * g.kh * g.kw * rows * g.w_out));
+      forward_band(g, x + n * in_size, w, bias, y + n * out_size, oh0, oh1, col);
+    }
+    return;
+  }
+  const auto [pw, band, col] = banding(g, false);
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t oh0 = 0; oh0 < g.h_out; oh0 += band)
+      forward_band(g, x + n * in_size, w, bias, y + n * out_size, oh0, std::min(g.h_out, oh0 + band), col);
 }
 
 void conv2d_backward_data(const ConvGeometry& g, const float* gy, const float* w, float* gx) {

@@ -256,9 +256,11 @@ static double dot(const Tensor& a, const Tensor& b) {
 
 TEST_CASE("conv2d: the im2col path matches the seven-loop oracle, its gradients the adjoint identities") {
   struct Case { int64_t n, ci, h, w, co, k, s, p, d, g; };
-  // The last two: padding wider than the kernel reaches (whole rows and columns of zeros) and stride 3.
+  // Then: padding wider than the kernel reaches (whole rows and columns of zeros), stride 3, and one tall image
+  // whose forward pass is cut into two bands of rows that run on different threads.
   for (Case c : {Case{2, 3, 9, 8, 4, 3, 1, 1, 1, 1}, Case{1, 4, 11, 10, 6, 5, 2, 2, 1, 2}, Case{1, 2, 9, 9, 2, 3, 1, 2, 2, 2},
-                 Case{3, 5, 4, 6, 7, 1, 1, 0, 1, 1}, Case{1, 2, 5, 7, 3, 3, 3, 4, 1, 1}, Case{2, 3, 8, 13, 2, 4, 2, 3, 2, 1}}) {
+                 Case{3, 5, 4, 6, 7, 1, 1, 0, 1, 1}, Case{1, 2, 5, 7, 3, 3, 3, 4, 1, 1}, Case{2, 3, 8, 13, 2, 4, 2, 3, 2, 1},
+                 Case{1, 64, 400, 4, 2, 3, 1, 1, 1, 1}}) {
     CAPTURE(c.k);
     CAPTURE(c.s);
     CAPTURE(c.p);
