@@ -146,8 +146,6 @@ static Banding banding(const ConvGeometry& g, bool per_thread) {
   return {pw, rows, pw ? nullptr : scratch((size_t)(g.c_in * g.kh * g.kw * rows * g.w_out))};
 }
 
-// One image of the two backward passes. Called either image after image (the GEMMs and unfolding threaded inside)
-// or with the images spread over the threads (each one's GEMM then single-threaded), see for_images.
 // Output rows oh0..oh1-1 of one image, bias included; col holds the band's column matrix (unused when pointwise).
 static void forward_band(const ConvGeometry& g, const float* xn, const float* w, const float* bias, float* yn,
                          int64_t oh0, int64_t oh1, float* col) {
@@ -171,6 +169,8 @@ static void forward_band(const ConvGeometry& g, const float* xn, const float* w,
   }
 }
 
+// One image of the two backward passes. Called either image after image (the GEMMs and unfolding threaded inside)
+// or with the images spread over the threads (each one's GEMM then single-threaded), see for_images.
 static void data_image(const ConvGeometry& g, const float* gyn, const float* w, float* gxn) {
   const int64_t hw_out = g.h_out * g.w_out, k = g.c_in_g() * g.kh * g.kw, cog = g.c_out_g();
   const auto [pw, band, col] = banding(g, omp_in_parallel());
@@ -257,7 +257,7 @@ void conv2d_backward_data(const ConvGeometry& g, const float* gy, const float* w
 }
 
 void conv2d_backward_weight(const ConvGeometry& g, const float* x, const float* gy, float* gw) {
-  // Each image's gradient on its own, then summed in image order: the same result on any number of threads.
+  // Each image's gradient on its own (so that images can run on separate threads), then summed in image order.
   const int64_t wsize = g.c_out * g.c_in_g() * g.kh * g.kw;
   std::vector<float> parts((size_t)((g.n - 1) * wsize));
   for_images(g, [&](int64_t n) {
