@@ -1,6 +1,7 @@
 #include "ops/elementwise.h"
 
 #include <algorithm>
+#include <type_traits>
 
 #include "engine/autograd.h"
 #include "ops/dispatch.h"
@@ -16,15 +17,45 @@ namespace cpu {
 
 constexpr int64_t kParallelMin = 1 << 15;  // below this, threads cost more than they save
 
+// Calls f with the op as a compile-time constant, so that each op gets its own loop free of the switch (the
+// simple ones then vectorise).
+template <class F>
+static void with_unary_op(UnaryOp op, F&& f) {
+  switch (op) {
+    case UnaryOp::Neg: return f(std::integral_constant<UnaryOp, UnaryOp::Neg>{});
+    case UnaryOp::Exp: return f(std::integral_constant<UnaryOp, UnaryOp::Exp>{});
+    case UnaryOp::Log: return f(std::integral_constant<UnaryOp, UnaryOp::Log>{});
+    case UnaryOp::Sqrt: return f(std::integral_constant<UnaryOp, UnaryOp::Sqrt>{});
+    case UnaryOp::Pow: return f(std::integral_constant<UnaryOp, UnaryOp::Pow>{});
+    case UnaryOp::Abs: return f(std::integral_constant<UnaryOp, UnaryOp::Abs>{});
+    case UnaryOp::Clamp: return f(std::integral_constant<UnaryOp, UnaryOp::Clamp>{});
+    case UnaryOp::Relu: return f(std::integral_constant<UnaryOp, UnaryOp::Relu>{});
+    case UnaryOp::LeakyRelu: return f(std::integral_constant<UnaryOp, UnaryOp::LeakyRelu>{});
+    case UnaryOp::Sigmoid: return f(std::integral_constant<UnaryOp, UnaryOp::Sigmoid>{});
+    case UnaryOp::Tanh: return f(std::integral_constant<UnaryOp, UnaryOp::Tanh>{});
+    case UnaryOp::Sin: return f(std::integral_constant<UnaryOp, UnaryOp::Sin>{});
+    case UnaryOp::Cos: return f(std::integral_constant<UnaryOp, UnaryOp::Cos>{});
+    case UnaryOp::Affine: return f(std::integral_constant<UnaryOp, UnaryOp::Affine>{});
+    case UnaryOp::Gelu: return f(std::integral_constant<UnaryOp, UnaryOp::Gelu>{});
+    case UnaryOp::Softplus: return f(std::integral_constant<UnaryOp, UnaryOp::Softplus>{});
+  }
+}
+
 void unary_forward(UnaryOp op, const float* x, float* y, int64_t n, float p0, float p1) {
+  with_unary_op(op, [&](auto k) {
+    constexpr UnaryOp OP = decltype(k)::value;
 #pragma omp parallel for if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) y[i] = unary_fwd(op, x[i], p0, p1);
+    for (int64_t i = 0; i < n; ++i) y[i] = unary_fwd(OP, x[i], p0, p1);
+  });
 }
 
 void unary_backward(UnaryOp op, const float* x, const float* y, const float* g, float* gx, int64_t n, float p0,
                     float p1) {
+  with_unary_op(op, [&](auto k) {
+    constexpr UnaryOp OP = decltype(k)::value;
 #pragma omp parallel for if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) gx[i] = unary_bwd(op, x[i], y[i], g[i], p0, p1);
+    for (int64_t i = 0; i < n; ++i) gx[i] = unary_bwd(OP, x[i], y[i], g[i], p0, p1);
+  });
 }
 
 // Broadcasting walks the output row by row (a row: the innermost merged dim): one index decomposition per
