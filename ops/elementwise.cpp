@@ -100,13 +100,44 @@ void binary_forward(BinaryOp op, const StridedIndexer& ix, const float* a, const
   }
 }
 
+// The gradient towards operand WHICH, over the output's elements, walked row by row like the forward.
+template <BinaryOp OP, int WHICH>
+static void binary_backward_rows(const StridedIndexer& ix, const float* a, const float* b, const float* g, float* grad,
+                                 int64_t n) {
+  for_rows(ix, n, [&](int64_t o, int64_t oa, int64_t ob, int64_t len, int64_t sa, int64_t sb) {
+    const float* pa = a + oa;
+    const float* pb = b + ob;
+    const float* pg = g + o;
+    float* dst = grad + o;
+    if (sa == 1 && sb == 1)
+      for (int64_t j = 0; j < len; ++j) dst[j] = binary_bwd(OP, WHICH, pa[j], pb[j], pg[j]);
+    else if (sa == 1 && sb == 0)
+      for (int64_t j = 0; j < len; ++j) dst[j] = binary_bwd(OP, WHICH, pa[j], pb[0], pg[j]);
+    else if (sa == 0 && sb == 1)
+      for (int64_t j = 0; j < len; ++j) dst[j] = binary_bwd(OP, WHICH, pa[0], pb[j], pg[j]);
+    else
+      for (int64_t j = 0; j < len; ++j) dst[j] = binary_bwd(OP, WHICH, pa[j * sa], pb[j * sb], pg[j]);
+  });
+}
+
+template <BinaryOp OP>
+static void binary_backward_op(int which, const StridedIndexer& ix, const float* a, const float* b, const float* g,
+                               float* grad, int64_t n) {
+  if (which == 0)
+    binary_backward_rows<OP, 0>(ix, a, b, g, grad, n);
+  else
+    binary_backward_rows<OP, 1>(ix, a, b, g, grad, n);
+}
+
 void binary_backward(BinaryOp op, int which, const StridedIndexer& ix, const float* a, const float* b,
                      const float* g, float* grad, int64_t n) {
-#pragma omp parallel for if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    int64_t oa, ob;
-    strided_offsets(ix, i, oa, ob);
-    grad[i] = binary_bwd(op, which, a[oa], b[ob], g[i]);
+  switch (op) {  // one instance per op and operand, so that the inner loops are free of both tests
+    case BinaryOp::Add: return binary_backward_op<BinaryOp::Add>(which, ix, a, b, g, grad, n);
+    case BinaryOp::Sub: return binary_backward_op<BinaryOp::Sub>(which, ix, a, b, g, grad, n);
+    case BinaryOp::Mul: return binary_backward_op<BinaryOp::Mul>(which, ix, a, b, g, grad, n);
+    case BinaryOp::Div: return binary_backward_op<BinaryOp::Div>(which, ix, a, b, g, grad, n);
+    case BinaryOp::Max: return binary_backward_op<BinaryOp::Max>(which, ix, a, b, g, grad, n);
+    case BinaryOp::Min: return binary_backward_op<BinaryOp::Min>(which, ix, a, b, g, grad, n);
   }
 }
 

@@ -1,5 +1,6 @@
 #include "ops/norm.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "engine/autograd.h"
@@ -12,49 +13,90 @@ namespace rf {
 namespace cpu {
 constexpr int64_t kPar = 1 << 14;
 
+// The normalised dimension is strided when inner > 1 (LayerNorm over the channels of an NCHW image): rather than
+// walk one pixel's channels HW floats apart, a block of kBlock neighbouring pixels is normalised together, each
+// pass over the channels reading contiguous rows. Every pixel's sums run over the channels in the same order as
+// one pixel at a time would, so the results are the same to the bit.
+constexpr int64_t kBlock = 256;
+
+template <class F>
+static void for_pixel_blocks(const NormGeometry& g, F block) {
+  const int64_t per_outer = (g.inner + kBlock - 1) / kBlock;
+#pragma omp parallel for if (g.outer * g.inner * g.d > kPar)
+  for (int64_t t = 0; t < g.outer * per_outer; ++t) {
+    const int64_t o = t / per_outer, i0 = (t % per_outer) * kBlock;
+    block(o, i0, std::min(g.inner, i0 + kBlock) - i0);
+  }
+}
+
 void layer_norm_forward(const NormGeometry& g, const float* x, const float* w, const float* b, float* y, float* mean,
                         float* rstd, float eps) {
-  const int64_t rows = g.outer * g.inner;
-#pragma omp parallel for if (rows * g.d > kPar)
-  for (int64_t r = 0; r < rows; ++r) {
-    int64_t base = (r / g.inner) * g.d * g.inner + r % g.inner;
-    double s = 0, ss = 0;
-    for (int64_t k = 0; k < g.d; ++k) s += x[base + k * g.inner];
-    double mu = s / g.d;
+  for_pixel_blocks(g, [&](int64_t o, int64_t i0, int64_t len) {
+    double s[kBlock], ss[kBlock];
+    float mu_f[kBlock], rs[kBlock];
+    const int64_t base = o * g.d * g.inner + i0;
+    for (int64_t i = 0; i < len; ++i) s[i] = ss[i] = 0;
     for (int64_t k = 0; k < g.d; ++k) {
-      double dv = x[base + k * g.inner] - mu;
-      ss += dv * dv;
+      const float* xr = x + base + k * g.inner;
+      for (int64_t i = 0; i < len; ++i) s[i] += xr[i];
     }
-    float rs = (float)(1.0 / std::sqrt(ss / g.d + eps));
-    mean[r] = (float)mu;
-    rstd[r] = rs;
+    for (int64_t i = 0; i < len; ++i) s[i] /= g.d;  // the mean, in double
     for (int64_t k = 0; k < g.d; ++k) {
-      float xh = (x[base + k * g.inner] - (float)mu) * rs;
-      y[base + k * g.inner] = xh * (w ? w[k] : 1.f) + (b ? b[k] : 0.f);
+      const float* xr = x + base + k * g.inner;
+      for (int64_t i = 0; i < len; ++i) {
+        double dv = xr[i] - s[i];
+        ss[i] += dv * dv;
+      }
     }
-  }
+    for (int64_t i = 0; i < len; ++i) {
+      rs[i] = (float)(1.0 / std::sqrt(ss[i] / g.d + eps));
+      mu_f[i] = (float)s[i];
+      mean[o * g.inner + i0 + i] = mu_f[i];
+      rstd[o * g.inner + i0 + i] = rs[i];
+    }
+    for (int64_t k = 0; k < g.d; ++k) {
+      const float* xr = x + base + k * g.inner;
+      float* yr = y + base + k * g.inner;
+      const float wk = w ? w[k] : 1.f, bk = b ? b[k] : 0.f;
+      for (int64_t i = 0; i < len; ++i) yr[i] = (xr[i] - mu_f[i]) * rs[i] * wk + bk;
+    }
+  });
 }
 
 void layer_norm_backward_input(const NormGeometry& g, const float* x, const float* w, const float* mean,
                                const float* rstd, const float* gy, float* gx) {
-  const int64_t rows = g.outer * g.inner;
-#pragma omp parallel for if (rows * g.d > kPar)
-  for (int64_t r = 0; r < rows; ++r) {
-    int64_t base = (r / g.inner) * g.d * g.inner + r % g.inner;
-    double a = 0, bsum = 0;
+  for_pixel_blocks(g, [&](int64_t o, int64_t i0, int64_t len) {
+    double a[kBlock], bsum[kBlock];
+    float ma[kBlock], mb[kBlock];
+    const int64_t base = o * g.d * g.inner + i0;
+    const float* mu = mean + o * g.inner + i0;
+    const float* rs = rstd + o * g.inner + i0;
+    for (int64_t i = 0; i < len; ++i) a[i] = bsum[i] = 0;
     for (int64_t k = 0; k < g.d; ++k) {
-      int64_t j = base + k * g.inner;
-      float gh = gy[j] * (w ? w[k] : 1.f), xh = (x[j] - mean[r]) * rstd[r];
-      a += gh;
-      bsum += gh * xh;
+      const float* xr = x + base + k * g.inner;
+      const float* gr = gy + base + k * g.inner;
+      const float wk = w ? w[k] : 1.f;
+      for (int64_t i = 0; i < len; ++i) {
+        float gh = gr[i] * wk, xh = (xr[i] - mu[i]) * rs[i];
+        a[i] += gh;
+        bsum[i] += gh * xh;
+      }
     }
-    float ma = (float)(a / g.d), mb = (float)(bsum / g.d);
+    for (int64_t i = 0; i < len; ++i) {
+      ma[i] = (float)(a[i] / g.d);
+      mb[i] = (float)(bsum[i] / g.d);
+    }
     for (int64_t k = 0; k < g.d; ++k) {
-      int64_t j = base + k * g.inner;
-      float gh = gy[j] * (w ? w[k] : 1.f), xh = (x[j] - mean[r]) * rstd[r];
-      gx[j] = rstd[r] * (gh - ma - xh * mb);
+      const float* xr = x + base + k * g.inner;
+      const float* gr = gy + base + k * g.inner;
+      float* out = gx + base + k * g.inner;
+      const float wk = w ? w[k] : 1.f;
+      for (int64_t i = 0; i < len; ++i) {
+        float gh = gr[i] * wk, xh = (xr[i] - mu[i]) * rs[i];
+        out[i] = rs[i] * (gh - ma[i] - xh * mb[i]);
+      }
     }
-  }
+  });
 }
 
 void channel_stats(const NormGeometry& g, const float* x, float* mean, float* var) {

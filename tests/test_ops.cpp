@@ -146,6 +146,21 @@ TEST_CASE("gather_rows with repeated indices") {
   CHECK_THROWS_WITH_AS(gather_rows(x, {4}), doctest::Contains("index 4 is outside the 4 rows"), Error);
 }
 
+TEST_CASE("layer_norm over the channels of a large image equals its composition from means, blocks of pixels included") {
+  // 17 x 19 = 323 pixels: a full block of 256 neighbouring pixels and a partial one.
+  Tensor x = uniform_input({2, 6, 17, 19}, -1, 1, 31), w = uniform_input({6}, 0.5, 1.5, 32), b = uniform_input({6}, -1, 1, 33);
+  Tensor gy = uniform_input({2, 6, 17, 19}, -1, 1, 34);
+  Tensor xa = x.detach().set_requires_grad(), xb = x.detach().set_requires_grad();
+  Tensor fused = layer_norm(xa, 1, w, b);
+  Tensor mu = mean(xb, {1}, true), centred = sub(xb, mu);
+  Tensor var = mean(mul(centred, centred), {1}, true);
+  Tensor composed = add(mul(div(centred, sqrt(var + 1e-5f)), w.reshape({1, 6, 1, 1})), b.reshape({1, 6, 1, 1}));
+  CHECK(rel_err(fused, composed) < 1e-5);
+  fused.backward(gy);
+  composed.backward(gy);
+  CHECK(rel_err(xa.grad(), xb.grad()) < 1e-4);
+}
+
 TEST_CASE("normalisation") {
   op_checks("layer_norm_channels", [](auto& x) { return layer_norm(x[0], 1, x[1], x[2]); });
   op_checks("layer_norm_last", [](auto& x) { return layer_norm(x[0], -1, x[1], x[2]); });
