@@ -1,5 +1,7 @@
 #include "ops/pool.h"
 
+#include <algorithm>
+
 #include "engine/autograd.h"
 #include "ops/dispatch.h"
 #include "ops/pool_impl.h"
@@ -14,10 +16,19 @@ void max_pool_forward(const PoolGeometry& g, const float* x, float* y, int32_t* 
 #pragma omp parallel for if (n > kPar)
   for (int64_t i = 0; i < n; ++i) max_pool_one(g, x, y, arg, i);
 }
+// Each output adds its gradient to the pixel it took, plane by plane in output order: for every pixel the same
+// additions in the same order as the gather the GPU does (max_pool_grad_one), without searching each pixel's windows.
 void max_pool_backward(const PoolGeometry& g, const float* gy, const int32_t* arg, float* gx) {
-  int64_t n = g.planes * g.h * g.w;
-#pragma omp parallel for if (n > kPar)
-  for (int64_t i = 0; i < n; ++i) max_pool_grad_one(g, gy, arg, gx, i);
+  const int64_t in_plane = g.h * g.w, out_plane = g.h_out * g.w_out;
+#pragma omp parallel for if (g.planes * in_plane > kPar)
+  for (int64_t p = 0; p < g.planes; ++p) {
+    float* gp = gx + p * in_plane;
+    const float* gyp = gy + p * out_plane;
+    const int32_t* ap = arg + p * out_plane;
+    std::fill(gp, gp + in_plane, 0.f);
+    for (int64_t o = 0; o < out_plane; ++o)
+      if (ap[o] >= 0) gp[ap[o]] += gyp[o];
+  }
 }
 void avg_pool_forward(const PoolGeometry& g, const float* x, float* y) {
   int64_t n = g.planes * g.h_out * g.w_out;

@@ -1,6 +1,7 @@
 #include "ops/sample.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "engine/autograd.h"
 #include "ops/dispatch.h"
@@ -38,11 +39,15 @@ void resize_bilinear_backward(const ResizeGeometry& g, const float* gy, float* g
 }
 
 void upsample_nearest_forward(const ResizeGeometry& g, const float* x, float* y) {
-  int64_t n = g.planes * g.h_out * g.w_out;
-#pragma omp parallel for if (n > kPar)
-  for (int64_t i = 0; i < n; ++i) {
-    int64_t ox = i % g.w_out, oy = (i / g.w_out) % g.h_out, p = i / (g.w_out * g.h_out);
-    y[i] = x[(p * g.h + nearest_source(oy, g.h, g.h_out)) * g.w + nearest_source(ox, g.w, g.w_out)];
+  // Source columns once, source row once per output row: no index arithmetic per pixel.
+  std::vector<int64_t> src_x(g.w_out);
+  for (int64_t ox = 0; ox < g.w_out; ++ox) src_x[ox] = nearest_source(ox, g.w, g.w_out);
+#pragma omp parallel for if (g.planes * g.h_out * g.w_out > kPar)
+  for (int64_t row = 0; row < g.planes * g.h_out; ++row) {
+    const int64_t p = row / g.h_out, oy = row % g.h_out;
+    const float* xr = x + (p * g.h + nearest_source(oy, g.h, g.h_out)) * g.w;
+    float* yr = y + row * g.w_out;
+    for (int64_t ox = 0; ox < g.w_out; ++ox) yr[ox] = xr[src_x[ox]];
   }
 }
 
