@@ -1,7 +1,6 @@
 #include "ops/conv.h"
 
 #include <omp.h>
-#include "ops/macs.h"
 
 #include <algorithm>
 #include <cstring>
@@ -12,6 +11,7 @@
 #include "ops/dispatch.h"
 #include "ops/elementwise.h"
 #include "ops/gemm.h"
+#include "ops/macs.h"
 #include "ops/reduce.h"
 
 namespace rf {
@@ -232,8 +232,7 @@ static void for_images(const ConvGeometry& g, F per_image) {
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
   const int threads = omp_get_max_threads();
   const int64_t in_size = g.c_in * g.h * g.w, out_size = g.c_out * g.h_out * g.w_out;
-  const int64_t rows = is_pointwise(g) ? std::min<int64_t>(g.h_out, std::max<int64_t>(1, (8192 + g.w_out - 1) / g.w_out))
-                                       : band_rows(g, true);
+  const int64_t rows = band_rows(g, true);  // a pointwise band reads its input in place; the same size serves
   const int64_t bands = (g.h_out + rows - 1) / rows;
   if (threads > 1 && !omp_in_parallel() && g.n * bands >= threads) {
 #pragma omp parallel for schedule(static)

@@ -1,5 +1,6 @@
 // The engine around the ops: autograd, random numbers, devices, GEMM/conv fast paths against their naive
 // oracles, safetensors, modules, optimizers and schedules (against PyTorch), checkpoints.
+#include <omp.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -257,7 +258,10 @@ static double dot(const Tensor& a, const Tensor& b) {
 TEST_CASE("conv2d: the im2col path matches the seven-loop oracle, its gradients the adjoint identities") {
   struct Case { int64_t n, ci, h, w, co, k, s, p, d, g; };
   // Then: padding wider than the kernel reaches (whole rows and columns of zeros), stride 3, and one tall image
-  // whose forward pass is cut into two bands of rows that run on different threads.
+  // whose forward pass is cut into two bands of rows. On two threads whatever the machine, so that the batches run
+  // one image per thread and the tall image's two bands run on different threads.
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(2);
   for (Case c : {Case{2, 3, 9, 8, 4, 3, 1, 1, 1, 1}, Case{1, 4, 11, 10, 6, 5, 2, 2, 1, 2}, Case{1, 2, 9, 9, 2, 3, 1, 2, 2, 2},
                  Case{3, 5, 4, 6, 7, 1, 1, 0, 1, 1}, Case{1, 2, 5, 7, 3, 3, 3, 4, 1, 1}, Case{2, 3, 8, 13, 2, 4, 2, 3, 2, 1},
                  Case{1, 64, 400, 4, 2, 3, 1, 1, 1, 1}}) {
@@ -279,6 +283,7 @@ TEST_CASE("conv2d: the im2col path matches the seven-loop oracle, its gradients 
     CHECK(std::abs(dot(x, xg.grad()) - yy) <= 1e-4 * (1 + std::abs(yy)));
     CHECK(std::abs(dot(w, wg.grad()) - yy) <= 1e-4 * (1 + std::abs(yy)));
   }
+  omp_set_num_threads(threads);
 }
 
 TEST_CASE("op errors name the op and the shapes") {
