@@ -8,7 +8,7 @@ CPU_ONLY   ?= 0
 # python3-torch: the PyTorch twins of the networks run at test time (their weights are too large to commit).
 DEPS       := cmake g++ make libstb-dev nlohmann-json3-dev doctest-dev libopenblas-openmp-dev python3-torch
 
-# libgomp's idle threads spin 300,000 rounds (about a millisecond) after each parallel region before they sleep:
+# libgomp's idle threads spin 300,000 rounds after each parallel region before they sleep:
 # harmless alone on the cores, but beside another busy process (`ctest -j`, a second run, a build) each side's
 # spinning takes the cores the other needs. Measured on 2 cores, an inik training step beside an sft run: 19.6 s
 # spinning as libgomp does, 7.9 s at 10,000 rounds (alone: 3.88 and 3.89-3.94 s). A user's choice wins.

@@ -8,8 +8,8 @@
 #
 # usage: scripts/ablate_sft.sh cpu|gpu [BUILD]
 #   env: JUDGE_DATA (default data/judge), RUN_PREFIX (default runs/ablate_sft_RECIPE: arms in PREFIX_end_to_end,
-#        PREFIX_concat and PREFIX_no_finetune), DEVICE (cpu for the cpu recipe, cuda for gpu), SIDE_BY_SIDE=1 (train both arms at once,
-#        one thread each: on 2 cores as fast as one after the other, and both end together).
+#        PREFIX_concat and PREFIX_no_finetune), DEVICE (cpu for the cpu recipe, cuda for gpu), SIDE_BY_SIDE=1 (train the arms at once,
+#        one thread each).
 set -euo pipefail
 [ -n "${OMP_WAIT_POLICY:-}${GOMP_SPINCOUNT:-}" ] || export GOMP_SPINCOUNT=10000  # see the Makefile
 RECIPE=${1:?usage: scripts/ablate_sft.sh cpu|gpu [BUILD]}

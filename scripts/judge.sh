@@ -11,7 +11,7 @@
 #        TRAIN_ARGS (extra trainer flags, shown in the row), SKIP_TRAIN=1 (score an existing run),
 #        REUSE_SCORES=1 (with SKIP_TRAIN: keep the scores already in the eval folder, compute only the missing ones).
 set -euo pipefail
-# Idle OpenMP threads spin briefly (see the Makefile): the judge's steps share the cores with its scorers.
+# Idle OpenMP threads spin briefly (see the Makefile), in case something else runs on these cores.
 [ -n "${OMP_WAIT_POLICY:-}${GOMP_SPINCOUNT:-}" ] || export GOMP_SPINCOUNT=10000
 NAME=${1:?usage: scripts/judge.sh NAME cpu|gpu [BUILD]}
 RECIPE=${2:?usage: scripts/judge.sh NAME cpu|gpu [BUILD]}
