@@ -229,7 +229,7 @@ static void for_images(const ConvGeometry& g, F per_image) {
 // The forward pass spreads bands, not only images, over the threads: bands write disjoint output rows, and a
 // single large image (inference) then gets the same per-thread bands as a batch. Its result does not depend on
 // the banding (each output sums over the same K in the same order).
-void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
+void conv2d_forward_im2col(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
   const int threads = omp_get_max_threads();
   const int64_t in_size = g.c_in * g.h * g.w, out_size = g.c_out * g.h_out * g.w_out;
   const int64_t rows = band_rows(g, true);  // a pointwise band reads its input in place; the same size serves
@@ -249,13 +249,13 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const
       forward_band(g, x + n * in_size, w, bias, y + n * out_size, oh0, std::min(g.h_out, oh0 + band), col);
 }
 
-void conv2d_backward_data(const ConvGeometry& g, const float* gy, const float* w, float* gx) {
+void conv2d_backward_data_im2col(const ConvGeometry& g, const float* gy, const float* w, float* gx) {
   for_images(g, [&](int64_t n) {
     data_image(g, gy + n * g.c_out * g.h_out * g.w_out, w, gx + n * g.c_in * g.h * g.w);
   });
 }
 
-void conv2d_backward_weight(const ConvGeometry& g, const float* x, const float* gy, float* gw) {
+void conv2d_backward_weight_im2col(const ConvGeometry& g, const float* x, const float* gy, float* gw) {
   // Each image's gradient on its own (so that images can run on separate threads), then summed in image order.
   const int64_t wsize = g.c_out * g.c_in_g() * g.kh * g.kw;
   std::vector<float> parts((size_t)((g.n - 1) * wsize));
@@ -267,6 +267,27 @@ void conv2d_backward_weight(const ConvGeometry& g, const float* x, const float* 
     const float* p = parts.data() + (n - 1) * wsize;
     for (int64_t i = 0; i < wsize; ++i) gw[i] += p[i];
   }
+}
+
+void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
+  if (winograd_applies(g))
+    winograd_forward(g, x, w, bias, y);
+  else
+    conv2d_forward_im2col(g, x, w, bias, y);
+}
+
+void conv2d_backward_data(const ConvGeometry& g, const float* gy, const float* w, float* gx) {
+  if (winograd_applies(g))
+    winograd_backward_data(g, gy, w, gx);
+  else
+    conv2d_backward_data_im2col(g, gy, w, gx);
+}
+
+void conv2d_backward_weight(const ConvGeometry& g, const float* x, const float* gy, float* gw) {
+  if (winograd_applies(g))
+    winograd_backward_weight(g, x, gy, gw);
+  else
+    conv2d_backward_weight_im2col(g, x, gy, gw);
 }
 
 }  // namespace cpu

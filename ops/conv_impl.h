@@ -31,6 +31,16 @@ void conv2d_naive(const ConvGeometry& g, const float* x, const float* w, const f
 // and the scatter-add back (accumulating into img).
 void im2col(const ConvGeometry& g, const float* img, float* col, int64_t oh0, int64_t oh1);
 void col2im_add(const ConvGeometry& g, const float* col, float* img, int64_t oh0, int64_t oh1);
+// Winograd F(2x2, 3x3) (ops/winograd.cpp): the CPU path of 3x3, stride-1, one-group convolutions with 16 or more
+// channels on each side; the conv2d_* entry points above choose it themselves.
+bool winograd_applies(const ConvGeometry& g);
+void winograd_forward(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y);
+void winograd_backward_data(const ConvGeometry& g, const float* gy, const float* w, float* gx);
+void winograd_backward_weight(const ConvGeometry& g, const float* x, const float* gy, float* gw);
+// The im2col path alone (the oracle of the Winograd path's tests and benchmarks).
+void conv2d_forward_im2col(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y);
+void conv2d_backward_data_im2col(const ConvGeometry& g, const float* gy, const float* w, float* gx);
+void conv2d_backward_weight_im2col(const ConvGeometry& g, const float* x, const float* gy, float* gw);
 }  // namespace cpu
 
 namespace gpu {

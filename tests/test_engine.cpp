@@ -286,6 +286,42 @@ TEST_CASE("conv2d: the im2col path matches the seven-loop oracle, its gradients 
   omp_set_num_threads(threads);
 }
 
+TEST_CASE("conv2d: the Winograd path matches the im2col path in all three passes") {
+  struct Case { int64_t n, ci, h, w, co, p; };
+  // Odd sizes (edge tiles cut), padding 0, 1 and 2, a 1x1 image, a tall image that splits into many chunks of tiles
+  // spread over two threads, and an image with too many tiles for the weight gradient's whole-image mode (so it
+  // sums per-thread accumulators).
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(2);
+  for (Case c : {Case{2, 16, 9, 8, 17, 1}, Case{1, 20, 7, 11, 16, 0}, Case{3, 16, 5, 5, 24, 2}, Case{1, 32, 1, 1, 16, 1},
+                 Case{2, 16, 301, 7, 16, 1}, Case{1, 16, 261, 259, 16, 1}}) {
+    CAPTURE(c.h);
+    CAPTURE(c.w);
+    CAPTURE(c.p);
+    Tensor x = uniform_input({c.n, c.ci, c.h, c.w}, -1, 1, 21), w = uniform_input({c.co, c.ci, 3, 3}, -1, 1, 22);
+    Tensor b = uniform_input({c.co}, -1, 1, 23);
+    const int64_t ho = c.h + 2 * c.p - 2, wo = c.w + 2 * c.p - 2;
+    ConvGeometry g{c.n, c.ci, c.h, c.w, c.co, ho, wo, 3, 3, 1, 1, c.p, c.p, 1, 1, 1};
+    REQUIRE(cpu::winograd_applies(g));
+    Tensor y = zeros({c.n, c.co, ho, wo}), ref = zeros({c.n, c.co, ho, wo});
+    cpu::winograd_forward(g, x.data(), w.data(), b.data(), y.data());
+    cpu::conv2d_naive(g, x.data(), w.data(), b.data(), ref.data());
+    CHECK(rel_err(y, ref) < 1e-5);
+    Tensor gy = uniform_input({c.n, c.co, ho, wo}, -1, 1, 24);
+    Tensor gx = zeros(x.shape()), gx_ref = zeros(x.shape()), gw = zeros(w.shape()), gw_ref = zeros(w.shape());
+    cpu::winograd_backward_data(g, gy.data(), w.data(), gx.data());
+    cpu::conv2d_backward_data_im2col(g, gy.data(), w.data(), gx_ref.data());
+    CHECK(rel_err(gx, gx_ref) < 1e-5);
+    cpu::winograd_backward_weight(g, x.data(), gy.data(), gw.data());
+    cpu::conv2d_backward_weight_im2col(g, x.data(), gy.data(), gw_ref.data());
+    CHECK(rel_err(gw, gw_ref) < 1e-5);
+  }
+  // Too few channels or another stride stays on the im2col path.
+  CHECK_FALSE(cpu::winograd_applies(ConvGeometry{1, 3, 8, 8, 64, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1}));
+  CHECK_FALSE(cpu::winograd_applies(ConvGeometry{1, 64, 8, 8, 64, 4, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1}));
+  omp_set_num_threads(threads);
+}
+
 TEST_CASE("op errors name the op and the shapes") {
   Tensor x = zeros({1, 3, 8, 8}), w = zeros({4, 2, 3, 3});
   CHECK_THROWS_WITH_AS(conv2d(x, w, Tensor()), doctest::Contains("input [1, 3, 8, 8], weight [4, 2, 3, 3]"), Error);
