@@ -33,8 +33,11 @@ int main(int argc, char** argv) {
       Tensor gk = zeros({c, c, 3, 3});
       const ConvGeometry g{n, c, h, w, c, h, w, 3, 3, 1, 1, 1, 1, 1, 1, 1};
       const std::string name = cat("conv 3x3 ", c, "->", c, " ", h, "x", w, " batch ", n);
+      // The path conv2d takes (Winograd) under the name the PyTorch twin also prints; the im2col path beside it.
       auto report = [&](const char* pass, const char* path, double ms) {
-        std::printf("{\"name\": \"%s %s\", \"path\": \"%s\", \"device\": \"cpu\", \"ms\": %.2f}\n", name.c_str(), pass, path, ms);
+        const bool im2col = std::string(path) == "im2col";
+        std::printf("{\"name\": \"%s %s%s\", \"path\": \"%s\", \"device\": \"cpu\", \"ms\": %.2f}\n", name.c_str(), pass,
+                    im2col ? ", im2col" : "", path, ms);
         std::fflush(stdout);
       };
       report("forward", "im2col", median_ms([&] { cpu::conv2d_forward_im2col(g, x.data(), k.data(), nullptr, y.data()); }, flags.repeats));

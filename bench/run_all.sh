@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every refocus benchmark beside its PyTorch twin, in one go on the same machine, and print the ratios.
 # usage: bench/run_all.sh [BUILD_DIR] [DEVICE]    (DEVICE: cpu or cuda; default cpu)
-#        ONLY=reduce bench/run_all.sh ...           (just one benchmark and its twin: engine, reduce, gs, memory)
+#        ONLY=reduce bench/run_all.sh ...           (just one benchmark and its twin: engine, conv, reduce, gs, memory)
 set -euo pipefail
 BUILD=${1:-build}
 DEV=${2:-cpu}
@@ -14,6 +14,7 @@ out=$(mktemp -d)
 : >"$out/ours.jsonl"
 : >"$out/torch.jsonl"
 want engine && "$BUILD/bin/bench_engine" --device "$DEV" --threads "$THREADS" >>"$out/ours.jsonl"
+[ "$DEV" = cpu ] && want conv && "$BUILD/bin/bench_conv" --threads "$THREADS" >>"$out/ours.jsonl"
 want reduce && "$BUILD/bin/bench_reduce" --device "$DEV" --threads "$THREADS" >>"$out/ours.jsonl"
 if want gs; then
   # One defocused image for both fits (256x256 on the CPU, 1680x1120 on the GPU).
@@ -24,6 +25,7 @@ if want gs; then
 fi
 if "$PY" -c 'import torch' 2>/dev/null; then
   want engine && "$PY" "$here/bench_engine_torch.py" --device "$DEV" --threads "$THREADS" >>"$out/torch.jsonl"
+  [ "$DEV" = cpu ] && want conv && "$PY" "$here/bench_conv_torch.py" --threads "$THREADS" >>"$out/torch.jsonl"
   want reduce && "$PY" "$here/bench_reduce_torch.py" --device "$DEV" --threads "$THREADS" >>"$out/torch.jsonl"
   # TORCH_FIT_ITERS: time fewer iterations of the (slow) PyTorch fit; the table scales it to FIT_ITERS.
   want gs && "$PY" "$here/bench_gs_torch.py" --device "$DEV" --threads "$THREADS" --image "$img" \
