@@ -235,16 +235,26 @@ Chunks chunks_of(const WinoShape& s) {
   return {size, (s.tiles() + size - 1) / size};
 }
 
+// Chunk k's tiles [t0, t1) and the calling thread's buffers for its two transforms ([16][c_in] and [16][c_out]).
+struct Chunk {
+  int64_t t0, t1;
+  float *v, *m;
+};
+Chunk chunk_at(const WinoShape& s, const Chunks& ch, int64_t k) {
+  thread_local std::vector<float> vbuf, mbuf;
+  const int64_t t0 = k * ch.size;
+  return {t0, std::min(s.tiles(), t0 + ch.size), scratch(vbuf, (size_t)(kXi * xi_stride(s.c_in, ch.size))),
+          scratch(mbuf, (size_t)(kXi * xi_stride(s.c_out, ch.size)))};
+}
+
 // y = conv(x, k) + bias through transformed kernels u ([16][c_out][c_in]); chunks of tiles spread over the
 // threads, each chunk's 16 GEMMs single-threaded.
 void winograd_run(const WinoShape& s, const float* x, const float* u, const float* bias, float* y) {
   const Chunks ch = chunks_of(s);
 #pragma omp parallel for schedule(static) if (ch.count > 1)
   for (int64_t k = 0; k < ch.count; ++k) {
-    thread_local std::vector<float> vbuf, mbuf;
-    const int64_t t0 = k * ch.size, t1 = std::min(s.tiles(), t0 + ch.size), nt = t1 - t0;
-    float* v = scratch(vbuf, (size_t)(kXi * xi_stride(s.c_in, ch.size)));
-    float* m = scratch(mbuf, (size_t)(kXi * xi_stride(s.c_out, ch.size)));
+    const auto [t0, t1, v, m] = chunk_at(s, ch, k);
+    const int64_t nt = t1 - t0;
     transform_input(s, x, t0, t1, ch.size, v);
     for (int64_t xi = 0; xi < kXi; ++xi) {
       GemmShape gs = gemm_shape(false, false, s.c_out, nt, s.c_in);
@@ -350,10 +360,8 @@ void winograd_backward_weight(const ConvGeometry& g, const float* x, const float
   std::vector<char> used((size_t)threads, 0);
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t k = 0; k < ch.count; ++k) {
-    thread_local std::vector<float> vbuf, mbuf;
-    const int64_t t0 = k * ch.size, t1 = std::min(s.tiles(), t0 + ch.size), nt = t1 - t0;
-    float* v = scratch(vbuf, (size_t)(kXi * xi_stride(s.c_in, ch.size)));
-    float* m = scratch(mbuf, (size_t)(kXi * xi_stride(s.c_out, ch.size)));
+    const auto [t0, t1, v, m] = chunk_at(s, ch, k);
+    const int64_t nt = t1 - t0;
     transform_input(s, x, t0, t1, ch.size, v);
     transform_output_grad(s, gy, t0, t1, ch.size, m);
     const int me = omp_get_thread_num();
