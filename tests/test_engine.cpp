@@ -288,13 +288,13 @@ TEST_CASE("conv2d: the im2col path matches the seven-loop oracle, its gradients 
 
 TEST_CASE("conv2d: the Winograd path matches the im2col path in all three passes") {
   struct Case { int64_t n, ci, h, w, co, p; };
-  // Odd sizes (edge tiles cut), padding 0, 1 and 2, a 1x1 image, a tall image that splits into many chunks of tiles
-  // spread over two threads, and an image with too many tiles for the weight gradient's whole-image mode (so it
-  // sums per-thread accumulators).
+  // Odd sizes (edge tiles cut), padding 0 to 3 (3: the data gradient pads by -1), a 1x1 image, a tall image that
+  // splits into many chunks of tiles spread over two threads, and an image with too many tiles for the weight
+  // gradient's whole-image mode (so it sums per-thread accumulators).
   const int threads = omp_get_max_threads();
   omp_set_num_threads(2);
   for (Case c : {Case{2, 16, 9, 8, 17, 1}, Case{1, 20, 7, 11, 16, 0}, Case{3, 16, 5, 5, 24, 2}, Case{1, 32, 1, 1, 16, 1},
-                 Case{2, 16, 301, 7, 16, 1}, Case{1, 16, 261, 259, 16, 1}}) {
+                 Case{2, 16, 301, 7, 16, 1}, Case{1, 16, 261, 259, 16, 1}, Case{1, 16, 6, 5, 16, 3}}) {
     CAPTURE(c.h);
     CAPTURE(c.w);
     CAPTURE(c.p);
