@@ -183,14 +183,17 @@ void transform_output(const WinoShape& s, const float* m, int64_t t0, int64_t t1
         ye1[tw] = r[1][0] + r[1][1] + r[1][2] + b;
         yo1[tw] = r[1][1] - r[1][2] - r[1][3] + b;
       }
+      // Interleave the even and odd columns back; an odd-sized output drops the last tile's second row/column.
       float* plane = y + (img * s.c_out + c) * s.h_out * s.w_out;
-      const int64_t oh = 2 * th, ow1 = std::min(s.w_out, 2 * tw1);
-      float* row0 = plane + oh * s.w_out;
-      for (int64_t ow = 2 * tw0; ow < ow1; ++ow) row0[ow] = (ow & 1 ? yo0 : ye0)[ow >> 1];
-      if (oh + 1 < s.h_out) {
-        float* row1 = row0 + s.w_out;
-        for (int64_t ow = 2 * tw0; ow < ow1; ++ow) row1[ow] = (ow & 1 ? yo1 : ye1)[ow >> 1];
-      }
+      const int64_t oh = 2 * th;
+      auto write_row = [&](float* row, const float* even, const float* odd) {
+        for (int64_t tw = tw0; tw < tw1; ++tw) {
+          row[2 * tw] = even[tw];
+          if (2 * tw + 1 < s.w_out) row[2 * tw + 1] = odd[tw];
+        }
+      };
+      write_row(plane + oh * s.w_out, ye0, yo0);
+      if (oh + 1 < s.h_out) write_row(plane + (oh + 1) * s.w_out, ye1, yo1);
     });
   }
 }
