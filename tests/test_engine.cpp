@@ -255,16 +255,17 @@ static double dot(const Tensor& a, const Tensor& b) {
   return acc;
 }
 
-TEST_CASE("conv2d: the im2col path matches the seven-loop oracle, its gradients the adjoint identities") {
+TEST_CASE("conv2d: the CPU paths match the seven-loop oracle, their gradients the adjoint identities") {
   struct Case { int64_t n, ci, h, w, co, k, s, p, d, g; };
-  // Then: padding wider than the kernel reaches (whole rows and columns of zeros), stride 3, and one tall image
-  // whose forward pass is cut into two bands of rows. On two threads whatever the machine, so that the batches run
-  // one image per thread and the tall image's two bands run on different threads.
+  // Then: padding wider than the kernel reaches (whole rows and columns of zeros), stride 3, one tall image
+  // whose forward pass is cut into two bands of rows, and a 16 -> 17 channel 3x3 that conv2d sends down the
+  // Winograd path (its autograd wiring, checked by the same identities). On two threads whatever the machine, so
+  // that the batches run one image per thread and the tall image's two bands run on different threads.
   const int threads = omp_get_max_threads();
   omp_set_num_threads(2);
   for (Case c : {Case{2, 3, 9, 8, 4, 3, 1, 1, 1, 1}, Case{1, 4, 11, 10, 6, 5, 2, 2, 1, 2}, Case{1, 2, 9, 9, 2, 3, 1, 2, 2, 2},
                  Case{3, 5, 4, 6, 7, 1, 1, 0, 1, 1}, Case{1, 2, 5, 7, 3, 3, 3, 4, 1, 1}, Case{2, 3, 8, 13, 2, 4, 2, 3, 2, 1},
-                 Case{1, 64, 400, 4, 2, 3, 1, 1, 1, 1}}) {
+                 Case{1, 64, 400, 4, 2, 3, 1, 1, 1, 1}, Case{2, 16, 9, 7, 17, 3, 1, 1, 1, 1}}) {
     CAPTURE(c.k);
     CAPTURE(c.s);
     CAPTURE(c.p);
