@@ -12,8 +12,9 @@ Recipe inik_recipe() {
   r.model = "inik";
   r.summary = "Trains inik (INIKNet, paper 003).";
   r.flags = {{"--freq-max", "freq_max", 12.0, "the largest atom frequency at initialisation (released code: 12; paper: 16)", 2, 64}};
-  // 45 minutes on 2 cores: 96 px crops, batch 4 (measured 6.7 s per step at 128 px: the two BiLSTM stacks run
-  // 64-channel residual blocks at full resolution at every scale).
+  // Within 45 minutes on 2 cores: 96 px crops, batch 4 (the two BiLSTM stacks run 64-channel residual blocks at full
+  // resolution at every scale). 650 steps took 50.6 min on the im2col convolutions, 26.6 min with Winograd (session
+  // 14): room for ~1000 steps, not yet measured.
   r.cpu.iters = 650;
   r.cpu.batch = 4;
   r.cpu.crop = 96;
