@@ -15,7 +15,7 @@ using namespace rf;
 
 int main(int argc, char** argv) {
   return run_main("bench_conv", [&] {
-    Args a(argc, argv, "usage: bench_conv [--repeats 5] [--threads N] [--shapes 4x32x128,4x64x256,4x256x32,1x64x368x640]");
+    Args a(argc, argv, "usage: bench_conv [--repeats 5] [--threads N] [--shapes 4x32x128,4x64x256,4x256x32,4x512x16,1x64x368x640]");
     const BenchFlags flags = bench_flags(a, 5);
     const std::string shapes = a.str("--shapes", "4x32x128,4x64x256,4x256x32,4x512x16,1x64x368x640");
     a.check_all_used();

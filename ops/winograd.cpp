@@ -46,7 +46,7 @@ int64_t chunk_tiles(const WinoShape& s, int threads) {
   int64_t t = std::max<int64_t>(128, budget / (kXi * (s.c_in + s.c_out)));
   const int64_t fair = (s.tiles() + threads - 1) / threads;
   t = std::min(t, std::max<int64_t>(16, fair));
-  return std::max<int64_t>(1, (t + 15) / 16 * 16);
+  return (t + 15) / 16 * 16;
 }
 
 // Floats between the transformed kernel's 16 positions: [c_out x c_in] plus a cache line, so that the 16 streams
@@ -349,7 +349,6 @@ static void weight_gradient_whole(const WinoShape& s, const float* x, const floa
 
 void winograd_backward_weight(const ConvGeometry& g, const float* x, const float* gy, float* gw) {
   const WinoShape s = shape_of(g);
-  const Chunks ch = chunks_of(s);
   const int64_t ustride = u_stride(g.c_out, g.c_in), usize = kXi * ustride;
   if (weight_gradient_whole(s)) {
     std::vector<float> du((size_t)usize);
@@ -357,6 +356,7 @@ void winograd_backward_weight(const ConvGeometry& g, const float* x, const float
     kernel_gradient(du.data(), g.c_out, g.c_in, gw);
     return;
   }
+  const Chunks ch = chunks_of(s);
   // One accumulator per thread, chunks assigned statically, summed in thread order: deterministic for a given
   // thread count. A thread's first chunk overwrites its accumulator (no zeroing pass over 16 x c_out x c_in).
   const int threads = ch.count > 1 ? omp_get_max_threads() : 1;

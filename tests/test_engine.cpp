@@ -289,8 +289,8 @@ TEST_CASE("conv2d: the CPU paths match the seven-loop oracle, their gradients th
 
 TEST_CASE("conv2d: the Winograd path matches the im2col path in all three passes") {
   struct Case { int64_t n, ci, h, w, co, p; };
-  // Odd sizes (edge tiles cut), padding 0 to 3 (3: the data gradient pads by -1), a 1x1 image, a tall image that
-  // splits into many chunks of tiles spread over two threads, and an image with too many tiles for the weight
+  // Odd sizes (edge tiles cut), padding 0 to 3 (3: the data gradient pads by -1), a 1x1 image, a tall image whose
+  // tiles split into chunks spread over two threads, and an image with too many tiles for the weight
   // gradient's whole-image mode (so it sums per-thread accumulators).
   const int threads = omp_get_max_threads();
   omp_set_num_threads(2);

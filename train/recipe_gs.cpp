@@ -204,7 +204,7 @@ Recipe gs_recipe() {
   r.cpu.val_crop = 128;
   r.cpu.val_every = 1000;
   // Within 45 minutes on 2 cores: fits of 300 images (150 iterations each, 1.3 s at 256x256) and 6000 steps
-  // (0.2 s each): 28 minutes measured in session 14. Until then 160 fits and 3000 steps, which took 17.7 minutes:
+  // (0.2 s each): 29.5 minutes measured in session 14. Until then 160 fits and 3000 steps, which took 17.7 minutes:
   // the deblurrer's gain on its training crops was still rising at 3000 steps.
   r.cpu.limit = 300;
   r.cpu.net = {{"init_iters", 300}, {"fit_iters", 150}};
