@@ -80,6 +80,20 @@ class ConfigReader {
     RF_CHECK(v.size() == n, what_, ": '", key, "' needs ", n, " entries");
     for (int64_t e : v) RF_CHECK(e >= lo && e <= hi, what_, ": entries of '", key, "' must be ", lo, "..", hi, ", got ", e);
   }
+  // A list of min_n..max_n numbers, each lo..hi.
+  void get(const char* key, std::vector<float>& v, size_t min_n, size_t max_n, double lo, double hi) {
+    if (const nlohmann::json* x = find(key)) {
+      RF_CHECK(x->is_array() && x->size() >= min_n && x->size() <= max_n, what_, ": '", key, "' must be a list of ", min_n,
+               "..", max_n, " numbers, got ", x->dump());
+      v.clear();
+      for (const auto& e : *x) {
+        RF_CHECK(e.is_number(), what_, ": '", key, "' must hold numbers, got ", e.dump());
+        v.push_back(e.get<float>());
+      }
+    }
+    for (float e : v)
+      RF_CHECK(std::isfinite(e) && e >= lo && e <= hi, what_, ": entries of '", key, "' must be ", lo, "..", hi, ", got ", e);
+  }
 
   // Every key of the object must have been read.
   void finish() const {

@@ -149,7 +149,14 @@ nlohmann::json GsConfig::to_json() const {
           {"dim", dim},           {"heads", heads},                   {"blocks", blocks},
           {"ffn_mult", ffn_mult}, {"window", window},                 {"max_full_tokens", max_full_tokens},
           {"window_beyond", window_beyond}, {"fit_iters", fit_iters}, {"residual", residual},
-          {"color_change", color_change}, {"context", context}, {"defocus", defocus}, {"defocus_width", defocus_width}};
+          {"color_change", color_change}, {"context", context}, {"context_scales", context_scales},
+          {"defocus", defocus}, {"defocus_width", defocus_width}};
+}
+
+std::vector<float> GsConfig::half_octave_scales(int64_t n) {
+  std::vector<float> s;
+  for (int64_t k = 0; k < n; ++k) s.push_back(std::pow(2.f, 0.5f * (float)k - 0.5f));
+  return s;
 }
 
 GsConfig GsConfig::from_json(const nlohmann::json& j) {
@@ -169,6 +176,7 @@ GsConfig GsConfig::from_json(const nlohmann::json& j) {
   r.get("residual", c.residual);
   r.get("color_change", c.color_change);
   r.get("context", c.context);
+  r.get("context_scales", c.context_scales, 1, 16, 0.25, 32);  // configs before session 15: 1, 2, 4
   r.get("defocus", c.defocus);
   r.get("defocus_width", c.defocus_width, 4, 512);
   r.finish();
@@ -340,7 +348,7 @@ Blobs BlobDeblurrer::forward(const Blobs& b, const Tensor& d2, const Tensor& d1,
     RF_CHECK(!extra.defined() || (extra.dim() == 2 && extra.size(0) == n && extra.size(1) == cfg_.extra_features()),
              "blob deblurrer: per-blob features must be [", n, ", ", cfg_.extra_features(), "], got ", describe(extra));
     RF_CHECK(extra.defined() || !cfg_.defocus, "blob deblurrer: the defocus feature needs the image (GsModel::blob_features)");
-    f.push_back(extra.defined() ? extra : blob_context(b, h, w));
+    f.push_back(extra.defined() ? extra : blob_context(b, h, w, cfg_.context_scales));
   }
   Tensor tokens = concat(f, 1);
 
@@ -359,20 +367,48 @@ Blobs BlobDeblurrer::forward(const Blobs& b, const Tensor& d2, const Tensor& d1,
                clamp(b.opacity + dop, 0.f, 1.f)};
 }
 
-Tensor blob_context(const Blobs& blobs, int64_t h, int64_t w) {
+Tensor BlobDeblurrer::deblur(const Tensor&, const Tensor&, const Tensor&) {
+  throw Error("gs_deblurrer is a part of gs: it adjusts fitted blobs and does not take an image (use --model gs)");
+}
+
+std::vector<std::string> BlobDeblurrer::forward_inputs() const {
+  std::vector<std::string> in = {"means", "theta", "scales", "colors", "opacity", "image_size"};
+  if (cfg_.use_depth) in.insert(in.end(), {"d2", "d1", "log_k"});
+  if (cfg_.extra_features() > 0) in.push_back("extra");
+  return in;
+}
+
+NamedTensors BlobDeblurrer::forward_named(const std::map<std::string, Tensor>& in) {
+  auto get = [&](const char* k) { return in.count(k) ? in.at(k) : Tensor(); };
+  Blobs b{in.at("means"), in.at("theta"), in.at("scales"), in.at("colors"), in.at("opacity")};
+  const int64_t n = b.size();
+  RF_CHECK(b.means.shape() == Shape({n, 2}) && b.theta.shape() == Shape({n}) && b.scales.shape() == Shape({n, 2}) &&
+               b.colors.shape() == Shape({n, 3}) && b.opacity.shape() == Shape({n}),
+           "gs_deblurrer: blobs must be means [N, 2], theta [N], scales [N, 2], colors [N, 3], opacity [N]; got ",
+           describe(b.means), ", ", describe(b.theta), ", ", describe(b.scales), ", ", describe(b.colors), ", ",
+           describe(b.opacity));
+  const Tensor& size = in.at("image_size");
+  RF_CHECK(size.numel() == 2, "gs_deblurrer: image_size must hold (H, W), got ", describe(size));
+  auto hw = size.to_vector();
+  RF_CHECK(hw[0] >= 1 && hw[1] >= 1, "gs_deblurrer: image_size must be positive, got ", hw[0], " x ", hw[1]);
+  Blobs out = forward(b, get("d2"), get("d1"), get("log_k"), (int64_t)hw[0], (int64_t)hw[1], get("extra"));
+  return {{"out0", out.means}, {"out1", out.theta}, {"out2", out.scales}, {"out3", out.colors}, {"out4", out.opacity}};
+}
+
+Tensor blob_context(const Blobs& blobs, int64_t h, int64_t w, const std::vector<float>& sigmas) {
   NoGrad ng;
   Blobs b{blobs.means.detach(), blobs.theta.detach(), blobs.scales.detach(), blobs.colors.detach(), blobs.opacity.detach()};
   Tensor render = unsqueeze(rasterize(b, h, w), 0);  // [1, 3, H, W]
   auto at_centres = [&](const Tensor& img) { return sample_at_centres(img, b.means); };
   Tensor centre = at_centres(render);
   std::vector<Tensor> f;
-  for (float sigma : {1.f, 2.f, 4.f}) {
+  for (float sigma : sigmas) {
     const int radius = (int)std::ceil(3.f * sigma);
     std::vector<float> taps = gaussian_taps(sigma, radius);
     Tensor blurred = separable_filter(pad2d(render, radius, radius, radius, radius, PadMode::Replicate), taps, taps);
     f.push_back((centre - at_centres(blurred)) * 4.f);
   }
-  return permute(concat(f, 0), {1, 0});  // [N, 9]
+  return permute(concat(f, 0), {1, 0});  // [N, 3 x sigmas]
 }
 
 GsModel::GsModel(const GsConfig& c) : cfg(c) {
@@ -384,7 +420,7 @@ GsModel::GsModel(const GsConfig& c) : cfg(c) {
 Tensor GsModel::blob_features(const Blobs& b, const Tensor& image) {
   NoGrad ng;
   std::vector<Tensor> f;
-  if (cfg.context) f.push_back(blob_context(b, image.size(1), image.size(2)));
+  if (cfg.context) f.push_back(blob_context(b, image.size(1), image.size(2), cfg.context_scales));
   if (cfg.defocus) {
     Tensor coc = estimator->forward(unsqueeze(image, 0));  // [1, 1, H, W]
     f.push_back(log(sample_at_centres(coc, b.means) + 1.f).reshape({b.size(), 1}));
@@ -455,9 +491,12 @@ nlohmann::json gs_config_from_state_dict(std::map<std::string, Tensor>& t) {
   c.color_change = need("deblurrer.head.weight").size(0) == with_colour.head_outputs();
   c.defocus = t.count("estimator.enc.0.weight") > 0;
   if (c.defocus) c.defocus_width = t["estimator.enc.0.weight"].size(0);
-  GsConfig with_context = c;
-  with_context.context = true;
-  c.context = embed.size(1) == with_context.token_features();
+  // The local contrast's scales from the embedding's width: 3 -> the octaves 1, 2, 4 px; more -> half octaves.
+  const int64_t context_features = embed.size(1) - c.token_features();
+  RF_CHECK(context_features >= 0 && context_features % 3 == 0, "gs: deblurrer.embed.weight has ", embed.size(1),
+           " token features, which no gs configuration gives");
+  c.context = context_features > 0;
+  if (context_features > 0 && context_features != 9) c.context_scales = GsConfig::half_octave_scales(context_features / 3);
   // The head count is not visible in the shapes: keep the default when it divides dim.
   if (c.dim % c.heads != 0) c.heads = 1;
   return c.to_json();

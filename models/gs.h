@@ -14,6 +14,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "layers/blocks.h"
 #include "layers/layers.h"
@@ -81,17 +82,21 @@ struct GsConfig {
   bool color_change = false;
   int64_t head_outputs() const { return color_change ? 7 : 4; }  // dtheta, ds1, ds2, do (+ dc RGB)
   // [ours] Each token also carries the local contrast of the fitted render around its blob (centre minus
-  // Gaussian blurs at 1, 2 and 4 px, RGB): a blob alone does not know whether it sits on an edge, and
+  // Gaussian blurs at context_scales px, RGB): a blob alone does not know whether it sits on an edge, and
   // undoing blur is a difference between neighbours. false: the paper's tokens (blob parameters + depth).
   bool context = false;
-  static constexpr int64_t kContextFeatures = 9;  // 3 blur scales x RGB
+  // The blur scales of the local contrast. Octaves 1, 2, 4 px until session 15; half_octave_scales(n) gives
+  // finer bands (an isotropic blur's inverse is an isotropic filter: finer bands approximate it better).
+  std::vector<float> context_scales = {1.f, 2.f, 4.f};
+  static std::vector<float> half_octave_scales(int64_t n);  // 2^(k/2 - 1/2) px, k = 0..n-1
+  int64_t context_features() const { return context ? 3 * (int64_t)context_scales.size() : 0; }  // scales x RGB
   // [ours] Each token also carries log(1 + CoC px) at its centre from gs's own defocus estimator
   // (GsDefocusEstimator, trained on the synthetic sets' defocus maps): where the image is in focus and how
   // blurred it is, for any photo, with or without a depth map. false: no estimator.
   bool defocus = false;
   int64_t defocus_width = 16;   // estimator width
-  // Per-blob features after the blob's own: local contrast (9, with context), then defocus (1, with defocus).
-  int64_t extra_features() const { return (context ? kContextFeatures : 0) + (defocus ? 1 : 0); }
+  // Per-blob features after the blob's own: local contrast (with context), then defocus (1, with defocus).
+  int64_t extra_features() const { return context_features() + (defocus ? 1 : 0); }
   int64_t token_features() const { return 31 + extra_features(); }
   nlohmann::json to_json() const;
   static GsConfig from_json(const nlohmann::json& j);
@@ -145,13 +150,21 @@ class GsDefocusEstimator : public Model {
 
 // The blob deblurrer of Sec. 3.2: a Transformer over all blobs (3 blocks of self-attention + FFN). A token
 // is a blob's parameters with a Fourier encoding of its position, its depth and the image-level d1, K.
-// With cfg.context the token also carries blob_context's 9 features, with cfg.defocus the estimated defocus.
+// With cfg.context the token also carries blob_context's features, with cfg.defocus the estimated defocus.
 // Outputs (dtheta, ds1, ds2, do) applied by Eq. 5-8 (+ a colour change dc with cfg.color_change); the output
 // layer starts at zero, so the deblurrer starts at the identity (ds gets a bias of 1e-3 px so that ReLU(ds)
 // has a gradient from the start).
-class BlobDeblurrer : public Module {
+// It is also a model of its own in the registry ("gs_deblurrer"), so that `forward` reaches it (the PyTorch twin):
+// inputs means, theta, scales, colors, opacity (one row per blob), image_size [2] = (H, W), + d2, d1, log_k with
+// depth, + extra [N, cfg.extra_features()] when the config has any; outputs out0..out4 = the adjusted blobs.
+class BlobDeblurrer : public Model {
  public:
   explicit BlobDeblurrer(const GsConfig& c);
+  std::string name() const override { return "gs_deblurrer"; }
+  nlohmann::json config() const override { return cfg_.to_json(); }
+  Tensor deblur(const Tensor&, const Tensor&, const Tensor&) override;
+  std::vector<std::string> forward_inputs() const override;
+  NamedTensors forward_named(const std::map<std::string, Tensor>& inputs) override;
   // d2 [N] (or undefined), d1 and log_k [1] (or undefined): depth inputs. extra: the per-blob features of
   // GsModel::blob_features [N, cfg.extra_features()], computed on the whole image the blobs came from (training
   // crops pass them, so that a crop's edge does not change them); without defocus they may be left undefined
@@ -167,9 +180,9 @@ class BlobDeblurrer : public Module {
 };
 
 // [ours] The local contrast of the blobs' render at each blob centre: render - gaussian_blur(render, sigma) for
-// sigma = 1, 2, 4 px, bilinearly sampled at the centre, x4 -> [N, 9] (sigma-major, RGB within). A constant of
-// the blobs (no gradient): the fitted blobs are the deblurrer's input, not its output.
-Tensor blob_context(const Blobs& b, int64_t height, int64_t width);
+// each sigma (GsConfig::context_scales), bilinearly sampled at the centre, x4 -> [N, 3 x sigmas] (sigma-major,
+// RGB within). A constant of the blobs (no gradient): the fitted blobs are the deblurrer's input, not its output.
+Tensor blob_context(const Blobs& b, int64_t height, int64_t width, const std::vector<float>& sigmas);
 
 // The whole network: initializer.* and deblurrer.* parameters in one checkpoint.
 class GsModel : public Model {

@@ -125,41 +125,49 @@ TEST_CASE("blob deblurrer with a colour change: identity at initialisation, colo
 
 // blob_context against a direct computation: blobs centred on pixel centres (so bilinear sampling reads one
 // pixel), the Gaussian blur as a plain 2-D sum with replicated edges.
-TEST_CASE("blob_context: the render minus its Gaussian blurs at 1, 2, 4 px, at each blob centre") {
+TEST_CASE("blob_context: the render minus its Gaussian blurs (octaves, half octaves), at each blob centre") {
   const int64_t h = 20, w = 26;
   Blobs b = random_blobs(30, (float)h, (float)w, 31, 0.6f, 2.5f);
   auto m = b.means.to_vector();
   for (float& v : m) v = std::floor(v) + 0.5f;
   b.means = from_vector(m, {30, 2});
-  Tensor ctx = blob_context(b, h, w);
-  REQUIRE(ctx.shape() == std::vector<int64_t>{30, 9});
-  auto img = rasterize(b, h, w).to_vector(), got = ctx.to_vector();
+  auto img = rasterize(b, h, w).to_vector();
   auto px = [&](int c, int64_t y, int64_t x) {
     y = std::clamp<int64_t>(y, 0, h - 1);
     x = std::clamp<int64_t>(x, 0, w - 1);
     return (double)img[(size_t)((c * h + y) * w + x)];
   };
-  double largest = 0;
-  for (int64_t i = 0; i < 30; ++i) {
-    const int64_t x = (int64_t)m[2 * i], y = (int64_t)m[2 * i + 1];
-    for (int k = 0; k < 3; ++k) {
-      const double sigma = 1 << k;
-      const int r = (int)std::ceil(3 * sigma);
-      for (int c = 0; c < 3; ++c) {
-        double sum = 0, norm = 0;
-        for (int dy = -r; dy <= r; ++dy)
-          for (int dx = -r; dx <= r; ++dx) {
-            const double g = std::exp(-(dx * dx + dy * dy) / (2 * sigma * sigma));
-            sum += g * px(c, y + dy, x + dx);
-            norm += g;
-          }
-        const double expect = 4 * (px(c, y, x) - sum / norm);
-        largest = std::max(largest, std::fabs(expect));
-        CHECK(got[(size_t)(i * 9 + k * 3 + c)] == doctest::Approx(expect).epsilon(1e-4).scale(1));
+  const std::vector<float> half = GsConfig::half_octave_scales(8);
+  REQUIRE(half.size() == 8);
+  CHECK(half[0] == doctest::Approx(std::sqrt(0.5)));
+  CHECK(half[7] == doctest::Approx(8.0));
+  for (const std::vector<float>& sigmas : {std::vector<float>{1.f, 2.f, 4.f}, half}) {
+    const int64_t ns = (int64_t)sigmas.size(), cols = 3 * ns;
+    Tensor ctx = blob_context(b, h, w, sigmas);
+    REQUIRE(ctx.shape() == std::vector<int64_t>{30, cols});
+    auto got = ctx.to_vector();
+    double largest = 0;
+    for (int64_t i = 0; i < 30; ++i) {
+      const int64_t x = (int64_t)m[2 * i], y = (int64_t)m[2 * i + 1];
+      for (int64_t k = 0; k < ns; ++k) {
+        const double sigma = sigmas[(size_t)k];
+        const int r = (int)std::ceil(3 * sigma);
+        for (int c = 0; c < 3; ++c) {
+          double sum = 0, norm = 0;
+          for (int dy = -r; dy <= r; ++dy)
+            for (int dx = -r; dx <= r; ++dx) {
+              const double g = std::exp(-(dx * dx + dy * dy) / (2 * sigma * sigma));
+              sum += g * px(c, y + dy, x + dx);
+              norm += g;
+            }
+          const double expect = 4 * (px(c, y, x) - sum / norm);
+          largest = std::max(largest, std::fabs(expect));
+          CHECK(got[(size_t)(i * cols + k * 3 + c)] == doctest::Approx(expect).epsilon(1e-4).scale(1));
+        }
       }
     }
+    CHECK(largest > 0.05);  // the blobs do make contrast to measure
   }
-  CHECK(largest > 0.05);  // the blobs do make contrast to measure
 }
 
 TEST_CASE("blob deblurrer with local-contrast tokens: identity at start, the context reaches the weights, crops carry it") {
@@ -179,12 +187,12 @@ TEST_CASE("blob deblurrer with local-contrast tokens: identity at start, the con
       REQUIRE(t.size(1) == cfg.token_features());
       auto g = t.grad().to_vector();
       double context_columns = 0;
-      const int64_t cols = cfg.token_features(), first = cols - GsConfig::kContextFeatures;  // context comes last
+      const int64_t cols = cfg.token_features(), first = cols - cfg.context_features();  // context comes last
       for (int64_t r = 0; r < cfg.dim; ++r)
         for (int64_t c = first; c < cols; ++c) context_columns += std::fabs(g[(size_t)(r * cols + c)]);
       CHECK(context_columns > 0);
     }
-  Tensor own = blob_context(b, 30, 30);
+  Tensor own = blob_context(b, 30, 30, cfg.context_scales);
   CHECK(max_abs_diff(d.forward(b, Tensor(), Tensor(), Tensor(), 30, 30, own).colors,
                      d.forward(b, Tensor(), Tensor(), Tensor(), 30, 30).colors) == 0.0);
   CHECK(max_abs_diff(d.forward(b, Tensor(), Tensor(), Tensor(), 30, 30, own * 3.f).colors,
@@ -209,6 +217,21 @@ TEST_CASE("blob deblurrer with local-contrast tokens: identity at start, the con
   auto read = gs_config_from_state_dict(sd);
   CHECK(read["context"].get<bool>());
   CHECK(read["color_change"].get<bool>());
+  CHECK(read["context_scales"].get<std::vector<float>>() == std::vector<float>{1.f, 2.f, 4.f});
+  // half-octave bands: 24 context features, round trip and `convert`, and a deblurrer that takes them
+  GsConfig fine = cfg;
+  fine.context_scales = GsConfig::half_octave_scales(8);
+  CHECK(fine.token_features() == 31 + 24);
+  CHECK(GsConfig::from_json(fine.to_json()).context_scales == fine.context_scales);
+  CHECK(GsConfig::from_json({{"context", true}}).context_scales == std::vector<float>{1.f, 2.f, 4.f});  // old configs
+  CHECK_THROWS(GsConfig::from_json({{"context_scales", {1.0, 0.0}}}));
+  BlobDeblurrer df(fine);
+  CHECK(df.forward(b, Tensor(), Tensor(), Tensor(), 30, 30).colors.shape() == b.colors.shape());
+  CHECK_THROWS(df.forward(b, Tensor(), Tensor(), Tensor(), 30, 30, own));  // 9 features where 24 are due
+  std::map<std::string, Tensor> sdf;
+  for (auto& [name, t] : df.named_parameters()) sdf["deblurrer." + name] = t;
+  sdf["initializer.enc1.0.weight"] = zeros({32, 4, 3, 3});
+  CHECK(gs_config_from_state_dict(sdf)["context_scales"].get<std::vector<float>>() == fine.context_scales);
 }
 
 TEST_CASE("the defocus token: the estimator's CoC at each blob centre, a trainable estimator, convert finds it") {
@@ -248,7 +271,7 @@ TEST_CASE("the defocus token: the estimator's CoC at each blob centre, a trainab
   Blobs b = analytic_init(image[0], 2).blobs();
   Tensor f = m.blob_features(b, image[0]);
   REQUIRE(f.shape() == Shape({b.size(), 10}));
-  CHECK(max_abs_diff(slice(f, 1, 0, 9), blob_context(b, 64, 64)) < 1e-6);
+  CHECK(max_abs_diff(slice(f, 1, 0, 9), blob_context(b, 64, 64, cfg.context_scales)) < 1e-6);
   auto coc = f.to_vector(), means = b.means.to_vector();
   double on_left = 0, on_right = 0;
   int64_t n_left = 0, n_right = 0;

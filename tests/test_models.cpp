@@ -129,7 +129,7 @@ TEST_CASE("run_deblur with a linear input shows the network the image brightened
 
 // `forward --model NAME` on the weights and inputs of tests/golden/NAME_twin.safetensors reproduces the twin's
 // outputs; a missing input is named.
-static void check_forward_against_twin(const std::string& model, size_t outputs) {
+static void check_forward_against_twin(const std::string& model, size_t outputs, const std::string& first_input = "x") {
   TempDir d;
   auto expected = split_twin(model, d);
   const std::string run = "forward --model " + model + " --device cpu --weights " + (d / "weights.safetensors") +
@@ -151,11 +151,17 @@ static void check_forward_against_twin(const std::string& model, size_t outputs)
   save_safetensors(d / "bad.safetensors", {{"y", expected["out0"]}});
   out = run_program(run + (d / "bad.safetensors") + " " + (d / "o.safetensors"), &code);
   CHECK(code == 1);
-  CHECK(out.find("no input named 'x'") != std::string::npos);
+  CHECK(out.find("no input named '" + first_input + "'") != std::string::npos);
 }
 
 TEST_CASE("forward on gs's initializer reproduces its PyTorch twin (same weights, non-square input)") {
   check_forward_against_twin("gs_initializer", 5);
+}
+
+// Windowed attention over Morton-ordered blobs, depth inputs, half-octave context features and every head output
+// (the twin's head is random: the colour change and Eq. 5-8's clamps are exercised).
+TEST_CASE("forward on gs's blob deblurrer reproduces its PyTorch twin (windows, depth, half-octave context)") {
+  check_forward_against_twin("gs_deblurrer", 5, "means");
 }
 
 TEST_CASE("forward on gs's defocus estimator reproduces its PyTorch twin (same weights, non-square batch of 2)") {

@@ -190,6 +190,8 @@ Recipe gs_recipe() {
       {"--no-depth", "no_depth", false, "train the paper's \"w/o depth\" variant even when the data has depth"},
       {"--paper-deblurrer", "paper_deblurrer", false,
        "the paper's deblurrer: tokens of blob parameters and depth, Eq. 5-8 only (default [ours]: + local contrast, colour change)"},
+      {"--context-bands", "context_bands", std::string("octaves"),
+       "the local-contrast tokens' blur scales: octaves (1, 2, 4 px) or half-octaves (0.7 to 8 px, 8 bands)"},
       {"--paper-output", "paper_output", false, "output render(Phi_a) as the paper does, not input + render(Phi_a) - render(Phi)"},
       {"--from", "from", std::string(), "start at the deblurrer with RUN's initializer and cached fits (ablations)"},
       {"--defocus", "defocus", std::string("off"),
@@ -229,6 +231,10 @@ Recipe gs_recipe() {
     // [ours] by default (README, issue 13): on the demo's data the paper's head gains +0.07 dB over the input,
     // a colour change +0.21 dB, the colour change with local-contrast tokens +0.40 dB (600 steps).
     c.color_change = c.context = !n["paper_deblurrer"].get<bool>();
+    const std::string bands = n["context_bands"].get<std::string>();
+    RF_CHECK(bands == "octaves" || bands == "half-octaves", "train_gs: --context-bands must be octaves or half-octaves, got '",
+             bands, "'");
+    if (bands == "half-octaves") c.context_scales = GsConfig::half_octave_scales(8);
     const std::string defocus = n["defocus"].get<std::string>();
     RF_CHECK(defocus == "auto" || defocus == "on" || defocus == "off", "train_gs: --defocus must be on, off or auto, got '", defocus, "'");
     // The estimator learns CoC radii in pixels: only maps in known pixel units (make_synth's) will do.
