@@ -25,20 +25,14 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from safetensors_min import save  # noqa: E402
+from twin_layers import TransformerBlock  # noqa: E402
 
 PI = float(np.float32(3.14159265))  # the C++ constant, as a float
 MIN_SCALE = 0.1
 
 
-class Block(nn.Module):
-    """Pre-norm Transformer block; attention only within consecutive windows of `window` tokens (0: all)."""
-
-    def __init__(self, dim, heads, ffn_mult):
-        super().__init__()
-        self.heads = heads
-        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
-        self.fc1, self.fc2 = nn.Linear(dim, ffn_mult * dim), nn.Linear(ffn_mult * dim, dim)
+class Block(TransformerBlock):
+    """twin_layers' pre-norm Transformer block; attention only within consecutive windows of `window` tokens (0: all)."""
 
     def forward(self, x, window):  # [N, dim]
         n, d = x.shape
