@@ -491,7 +491,8 @@ nlohmann::json gs_config_from_state_dict(std::map<std::string, Tensor>& t) {
   c.color_change = need("deblurrer.head.weight").size(0) == with_colour.head_outputs();
   c.defocus = t.count("estimator.enc.0.weight") > 0;
   if (c.defocus) c.defocus_width = t["estimator.enc.0.weight"].size(0);
-  // The local contrast's scales from the embedding's width: 3 -> the octaves 1, 2, 4 px; more -> half octaves.
+  // The local contrast's scales from the embedding's width: 9 features (3 scales) -> the octaves 1, 2, 4 px; other
+  // counts -> that many half octaves.
   const int64_t context_features = embed.size(1) - c.token_features();
   RF_CHECK(context_features >= 0 && context_features % 3 == 0, "gs: deblurrer.embed.weight has ", embed.size(1),
            " token features, which no gs configuration gives");
