@@ -150,7 +150,7 @@ nlohmann::json GsConfig::to_json() const {
           {"ffn_mult", ffn_mult}, {"window", window},                 {"max_full_tokens", max_full_tokens},
           {"window_beyond", window_beyond}, {"fit_iters", fit_iters}, {"residual", residual},
           {"color_change", color_change}, {"context", context}, {"context_scales", context_scales},
-          {"defocus", defocus}, {"defocus_width", defocus_width}};
+          {"context_source", context_source}, {"defocus", defocus}, {"defocus_width", defocus_width}};
 }
 
 std::vector<float> GsConfig::half_octave_scales(int64_t n) {
@@ -177,6 +177,7 @@ GsConfig GsConfig::from_json(const nlohmann::json& j) {
   r.get("color_change", c.color_change);
   r.get("context", c.context);
   r.get("context_scales", c.context_scales, 1, 16, 0.25, 32);  // configs before session 15: 1, 2, 4
+  r.get("context_source", c.context_source, {"render", "image"});  // configs before session 16: render
   r.get("defocus", c.defocus);
   r.get("defocus_width", c.defocus_width, 4, 512);
   r.finish();
@@ -347,7 +348,9 @@ Blobs BlobDeblurrer::forward(const Blobs& b, const Tensor& d2, const Tensor& d1,
   if (cfg_.extra_features() > 0) {
     RF_CHECK(!extra.defined() || (extra.dim() == 2 && extra.size(0) == n && extra.size(1) == cfg_.extra_features()),
              "blob deblurrer: per-blob features must be [", n, ", ", cfg_.extra_features(), "], got ", describe(extra));
-    RF_CHECK(extra.defined() || !cfg_.defocus, "blob deblurrer: the defocus feature needs the image (GsModel::blob_features)");
+    RF_CHECK(extra.defined() || (!cfg_.defocus && cfg_.context_source == "render"),
+             "blob deblurrer: the ", cfg_.defocus ? "defocus feature" : "local contrast of the image",
+             " needs the image (GsModel::blob_features)");
     f.push_back(extra.defined() ? extra : blob_context(b, h, w, cfg_.context_scales));
   }
   Tensor tokens = concat(f, 1);
@@ -395,20 +398,26 @@ NamedTensors BlobDeblurrer::forward_named(const std::map<std::string, Tensor>& i
   return {{"out0", out.means}, {"out1", out.theta}, {"out2", out.scales}, {"out3", out.colors}, {"out4", out.opacity}};
 }
 
-Tensor blob_context(const Blobs& blobs, int64_t h, int64_t w, const std::vector<float>& sigmas) {
+Tensor local_contrast(const Tensor& image, const Tensor& means, const std::vector<float>& sigmas) {
   NoGrad ng;
-  Blobs b{blobs.means.detach(), blobs.theta.detach(), blobs.scales.detach(), blobs.colors.detach(), blobs.opacity.detach()};
-  Tensor render = unsqueeze(rasterize(b, h, w), 0);  // [1, 3, H, W]
-  auto at_centres = [&](const Tensor& img) { return sample_at_centres(img, b.means); };
-  Tensor centre = at_centres(render);
+  RF_CHECK(image.dim() == 3 && image.size(0) == 3, "local_contrast: image must be [3, H, W], got ", describe(image));
+  Tensor img = unsqueeze(image.detach(), 0);  // [1, 3, H, W]
+  Tensor centres = means.detach();
+  Tensor centre = sample_at_centres(img, centres);
   std::vector<Tensor> f;
   for (float sigma : sigmas) {
     const int radius = (int)std::ceil(3.f * sigma);
     std::vector<float> taps = gaussian_taps(sigma, radius);
-    Tensor blurred = separable_filter(pad2d(render, radius, radius, radius, radius, PadMode::Replicate), taps, taps);
-    f.push_back((centre - at_centres(blurred)) * 4.f);
+    Tensor blurred = separable_filter(pad2d(img, radius, radius, radius, radius, PadMode::Replicate), taps, taps);
+    f.push_back((centre - sample_at_centres(blurred, centres)) * 4.f);
   }
   return permute(concat(f, 0), {1, 0});  // [N, 3 x sigmas]
+}
+
+Tensor blob_context(const Blobs& blobs, int64_t h, int64_t w, const std::vector<float>& sigmas) {
+  NoGrad ng;
+  Blobs b{blobs.means.detach(), blobs.theta.detach(), blobs.scales.detach(), blobs.colors.detach(), blobs.opacity.detach()};
+  return local_contrast(rasterize(b, h, w), b.means, sigmas);
 }
 
 GsModel::GsModel(const GsConfig& c) : cfg(c) {
@@ -420,7 +429,9 @@ GsModel::GsModel(const GsConfig& c) : cfg(c) {
 Tensor GsModel::blob_features(const Blobs& b, const Tensor& image) {
   NoGrad ng;
   std::vector<Tensor> f;
-  if (cfg.context) f.push_back(blob_context(b, image.size(1), image.size(2), cfg.context_scales));
+  if (cfg.context)
+    f.push_back(cfg.context_source == "image" ? local_contrast(image, b.means, cfg.context_scales)
+                                              : blob_context(b, image.size(1), image.size(2), cfg.context_scales));
   if (cfg.defocus) {
     Tensor coc = estimator->forward(unsqueeze(image, 0));  // [1, 1, H, W]
     f.push_back(log(sample_at_centres(coc, b.means) + 1.f).reshape({b.size(), 1}));

@@ -89,6 +89,10 @@ struct GsConfig {
   // finer bands (an isotropic blur's inverse is an isotropic filter: finer bands approximate it better).
   std::vector<float> context_scales = {1.f, 2.f, 4.f};
   static std::vector<float> half_octave_scales(int64_t n);  // 2^(k/2 - 1/2) px, k = 0..n-1
+  // What the local contrast is taken of: "render" (the fitted blobs' render, until session 16) or "image" (the
+  // input photo). The fit is band-limited by its 2x2-px blobs, so a sharp image and a slightly blurred one
+  // render alike: only the input shows the fine detail that tells them apart.
+  std::string context_source = "render";
   int64_t context_features() const { return context ? 3 * (int64_t)context_scales.size() : 0; }  // scales x RGB
   // [ours] Each token also carries log(1 + CoC px) at its centre from gs's own defocus estimator
   // (GsDefocusEstimator, trained on the synthetic sets' defocus maps): where the image is in focus and how
@@ -179,9 +183,11 @@ class BlobDeblurrer : public Model {
   std::vector<std::shared_ptr<TransformerBlock>> blocks_;  // blocks.<i>.{ln1, qkv, proj, ln2, fc1, fc2}
 };
 
-// [ours] The local contrast of the blobs' render at each blob centre: render - gaussian_blur(render, sigma) for
-// each sigma (GsConfig::context_scales), bilinearly sampled at the centre, x4 -> [N, 3 x sigmas] (sigma-major,
-// RGB within). A constant of the blobs (no gradient): the fitted blobs are the deblurrer's input, not its output.
+// [ours] The local contrast of an image at each blob centre: image - gaussian_blur(image, sigma) for each sigma
+// (GsConfig::context_scales), bilinearly sampled at the centre, x4 -> [N, 3 x sigmas] (sigma-major, RGB within).
+// image [3, H, W]. A constant (no gradient): the fitted blobs are the deblurrer's input, not its output.
+Tensor local_contrast(const Tensor& image, const Tensor& means, const std::vector<float>& sigmas);
+// local_contrast of the blobs' render.
 Tensor blob_context(const Blobs& b, int64_t height, int64_t width, const std::vector<float>& sigmas);
 
 // The whole network: initializer.* and deblurrer.* parameters in one checkpoint.
@@ -194,7 +200,8 @@ class GsModel : public Model {
   std::shared_ptr<GsDefocusEstimator> estimator;  // with cfg.defocus
 
   // The deblurrer's per-blob features beyond the blob itself ([N, cfg.extra_features()], undefined when none):
-  // blob_context of b's render and log(1 + the estimated CoC) at each centre. image [3, H, W].
+  // the local contrast (of b's render or of the image, cfg.context_source) and log(1 + the estimated CoC) at each
+  // centre. image [3, H, W].
   Tensor blob_features(const Blobs& b, const Tensor& image);
 
   std::string name() const override { return "gs"; }

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "ops/gauss_raster.h"
+#include "ops/separable.h"
 #include "tests/harness.h"
 
 using namespace rf;
@@ -232,6 +233,40 @@ TEST_CASE("blob deblurrer with local-contrast tokens: identity at start, the con
   for (auto& [name, t] : df.named_parameters()) sdf["deblurrer." + name] = t;
   sdf["initializer.enc1.0.weight"] = zeros({32, 4, 3, 3});
   CHECK(gs_config_from_state_dict(sdf)["context_scales"].get<std::vector<float>>() == fine.context_scales);
+}
+
+// The local contrast of the input photo rather than of its fit (GsConfig::context_source): the fit is band-limited
+// by its 2x2-px blobs, the photo is not, so only the photo tells a sharp image from a slightly blurred one.
+TEST_CASE("local contrast of the input image: the same bands, taken of the photo; a sharp photo shows more") {
+  const int64_t h = 24, w = 28;
+  Blobs b = random_blobs(40, (float)h, (float)w, 41, 0.6f, 2.5f);
+  const std::vector<float> bands = GsConfig::half_octave_scales(8);
+  // blob_context is local_contrast of the render
+  CHECK(max_abs_diff(blob_context(b, h, w, bands), local_contrast(rasterize(b, h, w), b.means, bands)) == 0.0);
+  // a sharp photo (a 2-px checker of random colours) and the same photo blurred by 1 px: the finest band sees it
+  Tensor sharp = upsample_nearest(uniform_input({1, 3, h / 2, w / 2}, 0.f, 1.f, 42), h, w)[0];
+  std::vector<float> taps = gaussian_taps(1.f, 3);
+  Tensor soft = separable_filter(pad2d(unsqueeze(sharp, 0), 3, 3, 3, 3, PadMode::Replicate), taps, taps)[0];
+  auto finest = [&](const Tensor& image) { return mean(abs(slice(local_contrast(image, b.means, bands), 1, 0, 3))).item(); };
+  MESSAGE("finest band |contrast|: sharp " << finest(sharp) << ", blurred by 1 px " << finest(soft));
+  CHECK(finest(sharp) > 2.f * finest(soft));
+  CHECK_THROWS(local_contrast(unsqueeze(sharp, 0), b.means, bands));  // [3, H, W] only
+  // the model's features take the photo with context_source = image, the render without
+  GsConfig cfg = small_deblurrer(true, true);
+  cfg.context_scales = bands;
+  GsModel of_render(cfg);
+  cfg.context_source = "image";
+  GsModel of_image(cfg);
+  CHECK(max_abs_diff(of_image.blob_features(b, sharp), local_contrast(sharp, b.means, bands)) == 0.0);
+  CHECK(max_abs_diff(of_render.blob_features(b, sharp), blob_context(b, h, w, bands)) == 0.0);
+  // the deblurrer cannot make up the photo's contrast from the blobs
+  CHECK_THROWS(of_image.deblurrer->forward(b, Tensor(), Tensor(), Tensor(), h, w));
+  CHECK(of_image.deblurrer->forward(b, Tensor(), Tensor(), Tensor(), h, w, of_image.blob_features(b, sharp))
+            .colors.shape() == b.colors.shape());
+  // config: round trip, older configs read "render", anything else refused
+  CHECK(GsConfig::from_json(cfg.to_json()).context_source == "image");
+  CHECK(GsConfig::from_json({{"context", true}}).context_source == "render");
+  CHECK_THROWS(GsConfig::from_json({{"context_source", "fit"}}));
 }
 
 TEST_CASE("the defocus token: the estimator's CoC at each blob centre, a trainable estimator, convert finds it") {
