@@ -177,7 +177,7 @@ GsConfig GsConfig::from_json(const nlohmann::json& j) {
   r.get("color_change", c.color_change);
   r.get("context", c.context);
   r.get("context_scales", c.context_scales, 1, 16, 0.25, 32);  // configs before session 15: 1, 2, 4
-  r.get("context_source", c.context_source, {"render", "image"});  // configs before session 16: render
+  r.get("context_source", c.context_source, {"render", "image", "both"});  // before session 16: render
   r.get("defocus", c.defocus);
   r.get("defocus_width", c.defocus_width, 4, 512);
   r.finish();
@@ -429,9 +429,9 @@ GsModel::GsModel(const GsConfig& c) : cfg(c) {
 Tensor GsModel::blob_features(const Blobs& b, const Tensor& image) {
   NoGrad ng;
   std::vector<Tensor> f;
-  if (cfg.context)
-    f.push_back(cfg.context_source == "image" ? local_contrast(image, b.means, cfg.context_scales)
-                                              : blob_context(b, image.size(1), image.size(2), cfg.context_scales));
+  if (cfg.context && cfg.context_source != "render") f.push_back(local_contrast(image, b.means, cfg.context_scales));
+  if (cfg.context && cfg.context_source != "image")
+    f.push_back(blob_context(b, image.size(1), image.size(2), cfg.context_scales));
   if (cfg.defocus) {
     Tensor coc = estimator->forward(unsqueeze(image, 0));  // [1, 1, H, W]
     f.push_back(log(sample_at_centres(coc, b.means) + 1.f).reshape({b.size(), 1}));
@@ -509,7 +509,8 @@ nlohmann::json gs_config_from_state_dict(std::map<std::string, Tensor>& t) {
            " token features, which no gs configuration gives");
   c.context = context_features > 0;
   if (context_features > 0 && context_features != 9) c.context_scales = GsConfig::half_octave_scales(context_features / 3);
-  // The head count is not visible in the shapes: keep the default when it divides dim.
+  // Not visible in the shapes: what the local contrast is taken of (read as the render, as the twins' files and
+  // those before session 16 are) and the head count (the default, when it divides dim).
   if (c.dim % c.heads != 0) c.heads = 1;
   return c.to_json();
 }

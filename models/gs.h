@@ -89,11 +89,15 @@ struct GsConfig {
   // finer bands (an isotropic blur's inverse is an isotropic filter: finer bands approximate it better).
   std::vector<float> context_scales = {1.f, 2.f, 4.f};
   static std::vector<float> half_octave_scales(int64_t n);  // 2^(k/2 - 1/2) px, k = 0..n-1
-  // What the local contrast is taken of: "render" (the fitted blobs' render, until session 16) or "image" (the
-  // input photo). The fit is band-limited by its 2x2-px blobs, so a sharp image and a slightly blurred one
-  // render alike: only the input shows the fine detail that tells them apart.
+  // What the local contrast is taken of: "render" (the fitted blobs' render, until session 16), "image" (the
+  // input photo) or "both" (the photo's bands, then the render's). The fit is band-limited by its 2x2-px blobs,
+  // so a sharp image and a slightly blurred one render alike: only the input shows the fine detail that tells
+  // them apart.
   std::string context_source = "render";
-  int64_t context_features() const { return context ? 3 * (int64_t)context_scales.size() : 0; }  // scales x RGB
+  int64_t context_sources() const { return context_source == "both" ? 2 : 1; }
+  int64_t context_features() const {  // sources x scales x RGB
+    return context ? 3 * (int64_t)context_scales.size() * context_sources() : 0;
+  }
   // [ours] Each token also carries log(1 + CoC px) at its centre from gs's own defocus estimator
   // (GsDefocusEstimator, trained on the synthetic sets' defocus maps): where the image is in focus and how
   // blurred it is, for any photo, with or without a depth map. false: no estimator.

@@ -259,6 +259,13 @@ TEST_CASE("local contrast of the input image: the same bands, taken of the photo
   GsModel of_image(cfg);
   CHECK(max_abs_diff(of_image.blob_features(b, sharp), local_contrast(sharp, b.means, bands)) == 0.0);
   CHECK(max_abs_diff(of_render.blob_features(b, sharp), blob_context(b, h, w, bands)) == 0.0);
+  cfg.context_source = "both";  // the photo's bands, then the render's
+  GsModel of_both(cfg);
+  CHECK(cfg.context_features() == 48);
+  CHECK(max_abs_diff(of_both.blob_features(b, sharp),
+                     concat({local_contrast(sharp, b.means, bands), blob_context(b, h, w, bands)}, 1)) == 0.0);
+  CHECK(GsConfig::from_json(cfg.to_json()).context_source == "both");
+  cfg.context_source = "image";
   // the deblurrer cannot make up the photo's contrast from the blobs
   CHECK_THROWS(of_image.deblurrer->forward(b, Tensor(), Tensor(), Tensor(), h, w));
   CHECK(of_image.deblurrer->forward(b, Tensor(), Tensor(), Tensor(), h, w, of_image.blob_features(b, sharp))

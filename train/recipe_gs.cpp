@@ -195,7 +195,7 @@ Recipe gs_recipe() {
        "the local-contrast tokens' blur scales: half-octaves (0.7 to 8 px, 8 bands) or octaves (1, 2, 4 px)"},
       {"--paper-output", "paper_output", false, "output render(Phi_a) as the paper does, not input + render(Phi_a) - render(Phi)"},
       {"--context-source", "context_source", std::string("render"),
-       "local contrast of the fitted render (render) or of the input photo (image) in each token"},
+       "local contrast in each token of the fitted render (render), of the input photo (image), or both"},
       {"--from", "from", std::string(), "start at the deblurrer with RUN's initializer and cached fits (ablations)"},
       {"--defocus", "defocus", std::string("off"),
        "the defocus token [ours]: on (needs defocus maps), off, or auto (on when the data has defocus maps)"},
@@ -239,8 +239,8 @@ Recipe gs_recipe() {
              bands, "'");
     if (bands == "half-octaves") c.context_scales = GsConfig::half_octave_scales(8);
     c.context_source = n["context_source"].get<std::string>();
-    RF_CHECK(c.context_source == "render" || c.context_source == "image",
-             "train_gs: --context-source must be render or image, got '", c.context_source, "'");
+    RF_CHECK(c.context_source == "render" || c.context_source == "image" || c.context_source == "both",
+             "train_gs: --context-source must be render, image or both, got '", c.context_source, "'");
     const std::string defocus = n["defocus"].get<std::string>();
     RF_CHECK(defocus == "auto" || defocus == "on" || defocus == "off", "train_gs: --defocus must be on, off or auto, got '", defocus, "'");
     // The estimator learns CoC radii in pixels: only maps in known pixel units (make_synth's) will do.
