@@ -40,9 +40,12 @@ TEST_CASE("make_synth -> train_gs -> evaluate -> deblur, with --resume") {
   r = run("train_gs " + (d / "data") + " --out " + (d / "run") + " --resume");  // finished: writes the result again
   CHECK_MESSAGE(r.code == 0, r.output);
   r = run("train_gs " + (d / "data") + " --out " + (d / "run2") + " --from " + (d / "run") +
-          " --device cpu --iters 3 --crop 32 --batch 1 --paper-output");  // a deblurrer ablation on the same fits
-  CHECK_MESSAGE(r.code == 0, r.output);
+          " --device cpu --iters 3 --crop 32 --batch 1 --paper-output --sharp-pairs 2 --context-source both");
+  CHECK_MESSAGE(r.code == 0, r.output);  // a deblurrer ablation on the same fits, + 2 sharp pairs fitted here
   CHECK(rf::file_exists(d / "run2/gs.safetensors"));
+  for (const char* f : {"synth_00000.sharp.safetensors", "synth_00002.sharp.safetensors"})
+    CHECK_MESSAGE(rf::file_exists(d / ("run2/fits/" + std::string(f))), f);
+  CHECK_FALSE(rf::file_exists(d / "run/fits/synth_00000.sharp.safetensors"));
   // the defocus token on the same fits: the estimator trains first (run has none), deblur names it and saves its map
   r = run("train_gs " + (d / "data") + " --out " + (d / "run3") + " --from " + (d / "run") +
           " --device cpu --iters 3 --crop 32 --batch 1 --defocus on --defocus-iters 3");

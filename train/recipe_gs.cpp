@@ -31,6 +31,7 @@ struct CachedFit {
   Tensor d2, d1, log_k;  // depth inputs of the deblurrer (undefined without depth)
   Tensor extra;          // GsModel::blob_features of the whole image (context, defocus)
   int64_t h = 0, w = 0;
+  bool sharp = false;    // a sharp pair: the fit of a training target, to be left as it is
 };
 
 struct GsTraining {
@@ -41,6 +42,14 @@ struct GsTraining {
 
   GsModel& model() const { return static_cast<GsModel&>(*ctx->model); }
   std::string fit_path(size_t i) const { return ctx->run->file("fits/" + ctx->train.samples[i].name + ".safetensors"); }
+  // Sharp pairs [ours]: the targets of every (samples / n)-th training image, fitted too, with the target as their
+  // input. The training set has few nearly sharp images (5 of 300 above 35 dB), so the deblurrer learned to
+  // sharpen everything; these show it images to leave alone. Sharp pair j is training image sharp_image(j).
+  int64_t sharp_pairs() const { return std::min<int64_t>(ctx->opt.net["sharp_pairs"].get<int64_t>(), (int64_t)ctx->train.samples.size()); }
+  size_t sharp_image(int64_t j) const { return (size_t)(j * (int64_t)ctx->train.samples.size() / sharp_pairs()); }
+  std::string sharp_fit_path(int64_t j) const {
+    return ctx->run->file("fits/" + ctx->train.samples[sharp_image(j)].name + ".sharp.safetensors");
+  }
   int fit_iters() const { return (int)ctx->opt.net["fit_iters"].get<int64_t>(); }
 
   // Random training crops from step `first` on (a resumed stage continues the same sequence).
@@ -76,12 +85,15 @@ struct GsTraining {
     return {loss / (float)n, {}};
   }
 
-  // Stage 2: initializer + fit of training image i, cached (an existing file is kept: resumable).
+  // Stage 2: initializer + fit of training image i (then of the sharp pairs' targets), cached (an existing file
+  // is kept: resumable).
   StepResult fit_step(int64_t i) {
     GsModel& m = model();
-    if (file_exists(fit_path((size_t)i))) return {};
-    LoadedSample ls = load_sample(ctx->train, (size_t)i);
-    Tensor img = ls.input.to(ctx->device), depth = m.cfg.use_depth ? ls.depth.to(ctx->device) : Tensor();
+    const int64_t n = (int64_t)ctx->train.samples.size();
+    const std::string path = i < n ? fit_path((size_t)i) : sharp_fit_path(i - n);
+    if (file_exists(path)) return {};
+    LoadedSample ls = load_sample(ctx->train, i < n ? (size_t)i : sharp_image(i - n));
+    Tensor img = (i < n ? ls.input : ls.target).to(ctx->device), depth = m.cfg.use_depth ? ls.depth.to(ctx->device) : Tensor();
     FitParams init;
     {
       NoGrad ng;
@@ -91,19 +103,23 @@ struct GsTraining {
     FitOptions fo;
     fo.iters = fit_iters();
     FitResult r = fit_blobs(img, depth, init, fo);
-    save_blobs(fit_path((size_t)i), r.params, img.size(1), img.size(2));
+    save_blobs(path, r.params, img.size(1), img.size(2));
     return {Tensor(), {{"fit_psnr", (float)r.psnr}, {"fit_seconds", (float)r.seconds}}};
   }
 
   void load_fits() {
     GsModel& m = model();
     const Dataset& ds = ctx->train;
-    fits.assign(ds.samples.size(), CachedFit());
-    targets.assign(ds.samples.size(), Tensor());
-    inputs.assign(ds.samples.size(), Tensor());
-    for (size_t i = 0; i < ds.samples.size(); ++i) {
-      CachedFit& c = fits[i];
-      FitParams p = load_blobs(fit_path(i), &c.h, &c.w);
+    const size_t n = ds.samples.size(), all = n + (size_t)sharp_pairs();
+    fits.assign(all, CachedFit());
+    targets.assign(all, Tensor());
+    inputs.assign(all, Tensor());
+    for (size_t f = 0; f < all; ++f) {
+      const bool sharp = f >= n;
+      const size_t i = sharp ? sharp_image((int64_t)(f - n)) : f;
+      CachedFit& c = fits[f];
+      c.sharp = sharp;
+      FitParams p = load_blobs(sharp ? sharp_fit_path((int64_t)(f - n)) : fit_path(i), &c.h, &c.w);
       for (Tensor* t : {&p.means, &p.theta, &p.log_scales, &p.colors, &p.opacity_logit}) *t = t->to(ctx->device);
       NoGrad ng;
       c.blobs = p.blobs();
@@ -114,10 +130,10 @@ struct GsTraining {
         c.log_k = p.log_k.to(ctx->device);
       }
       RF_CHECK(c.h >= ctx->opt.crop && c.w >= ctx->opt.crop, ds.samples[i].input, " is smaller than --crop ", ctx->opt.crop);
-      targets[i] = read_image(ds.samples[i].target, 3);
-      Tensor input = read_image(ds.samples[i].input, 3);
+      targets[f] = read_image(ds.samples[i].target, 3);
+      Tensor input = sharp ? targets[f] : read_image(ds.samples[i].input, 3);
       c.extra = m.blob_features(c.blobs, input.to(ctx->device));
-      if (m.cfg.residual) inputs[i] = input;
+      if (m.cfg.residual) inputs[f] = input;
     }
   }
 
@@ -130,6 +146,7 @@ struct GsTraining {
     const bool measure = step % 50 == 0;
     Tensor loss;
     double before_psnr = 0, after_psnr = 0;
+    int64_t measured = 0;  // blurred crops (a sharp pair starts at an infinite PSNR)
     for (int64_t bi = 0; bi < batch; ++bi) {
       Generator g(ctx->opt.seed * 7919ull + (uint64_t)(step * batch + bi) * 0x9E3779B97F4A7C15ull + 3);
       size_t idx = (size_t)g.randint((int64_t)fits.size());
@@ -152,18 +169,23 @@ struct GsTraining {
       Tensor l = mse_loss(r, target);
       // -PSNR of the crop: a crop's error relative to its own size, as the mean PSNR over images weighs it (the
       // mean MSE is dominated by the blurriest crops and lets nearly sharp ones lose whole dBs).
-      if (psnr_loss) l = log(l + 1e-8f) * (10.f / std::log(10.f));
+      // A sharp pair starts at the target itself (residual output): its -PSNR is capped at 50 dB, so that leaving
+      // it alone is enough and its gradient does not swamp the batch.
+      if (psnr_loss) l = log(l + (c.sharp ? 1e-5f : 1e-8f)) * (10.f / std::log(10.f));
       if (ssim_weight > 0) l = l + ssim_weight * (1.f - ssim_index(r, target));
       loss = loss.defined() ? loss + l : l;
-      if (measure) {
+      if (measure && !c.sharp) {
         NoGrad ng;
+        measured++;
         Tensor start = m.cfg.residual ? before + rasterize(blobs, crop, crop) : rasterize(blobs, crop, crop);
-        before_psnr += psnr(clamp(start, 0.f, 1.f).cpu(), target.cpu()) / (double)batch;
-        after_psnr += psnr(clamp(r, 0.f, 1.f).cpu(), target.cpu()) / (double)batch;
+        before_psnr += psnr(clamp(start, 0.f, 1.f).cpu(), target.cpu());
+        after_psnr += psnr(clamp(r, 0.f, 1.f).cpu(), target.cpu());
       }
     }
     StepResult res{loss / (float)batch, {}};
-    if (measure) res.parts = {{"crop_psnr_start", (float)before_psnr}, {"crop_psnr_deblurred", (float)after_psnr}};
+    if (measure && measured > 0)
+      res.parts = {{"crop_psnr_start", (float)(before_psnr / (double)measured)},
+                   {"crop_psnr_deblurred", (float)(after_psnr / (double)measured)}};
     return res;
   }
 };
@@ -194,8 +216,14 @@ Recipe gs_recipe() {
       {"--context-bands", "context_bands", std::string("half-octaves"),
        "the local-contrast tokens' blur scales: half-octaves (0.7 to 8 px, 8 bands) or octaves (1, 2, 4 px)"},
       {"--paper-output", "paper_output", false, "output render(Phi_a) as the paper does, not input + render(Phi_a) - render(Phi)"},
-      {"--context-source", "context_source", std::string("render"),
+      // The photo's since session 16: same fits, 3000 steps, +0.58 dB over the input against the render's +0.45
+      // (the sharpest image -1.26 against -1.73); both together +0.57.
+      {"--context-source", "context_source", std::string("image"),
        "local contrast in each token of the fitted render (render), of the input photo (image), or both"},
+      // Off: 30 sharp pairs (same fits, 3000 steps) took the sharpest image from -1.26 to -0.88 dB but the mean
+      // gain from +0.58 to +0.30 dB: the deblurrer learned to hold back everywhere.
+      {"--sharp-pairs", "sharp_pairs", (int64_t)0,
+       "also fit this many training targets and train on them as their own inputs (images to leave alone)", 0, 1e6},
       {"--from", "from", std::string(), "start at the deblurrer with RUN's initializer and cached fits (ablations)"},
       {"--defocus", "defocus", std::string("off"),
        "the defocus token [ours]: on (needs defocus maps), off, or auto (on when the data has defocus maps)"},
@@ -316,7 +344,7 @@ Recipe gs_recipe() {
 
     Stage fits;
     fits.name = "fits";
-    fits.iters = (int64_t)ctx.train.samples.size();
+    fits.iters = (int64_t)ctx.train.samples.size() + t->sharp_pairs();
     fits.validate = false;
     fits.step = [t](int64_t i) { return t->fit_step(i); };
 
