@@ -143,6 +143,7 @@ struct GsTraining {
     const int64_t crop = ctx->opt.crop, batch = ctx->opt.batch;
     const float ssim_weight = (float)ctx->opt.net["ssim_weight"].get<double>(), margin = 8.f;
     const bool psnr_loss = ctx->opt.net["loss"].get<std::string>() == "psnr";
+    const float sharp_floor = (float)std::pow(10.0, -ctx->opt.net["sharp_cap_db"].get<double>() / 10.0);  // an MSE
     const bool measure = step % 50 == 0;
     Tensor loss;
     double before_psnr = 0, after_psnr = 0;
@@ -169,9 +170,9 @@ struct GsTraining {
       Tensor l = mse_loss(r, target);
       // -PSNR of the crop: a crop's error relative to its own size, as the mean PSNR over images weighs it (the
       // mean MSE is dominated by the blurriest crops and lets nearly sharp ones lose whole dBs).
-      // A sharp pair starts at the target itself (residual output): its -PSNR is capped at 50 dB, so that leaving
-      // it alone is enough and its gradient does not swamp the batch.
-      if (psnr_loss) l = log(l + (c.sharp ? 1e-5f : 1e-8f)) * (10.f / std::log(10.f));
+      // A sharp pair starts at the target itself (residual output): its -PSNR is capped (--sharp-cap-db), so that
+      // leaving it alone is enough and its gradient does not swamp the batch.
+      if (psnr_loss) l = log(l + (c.sharp ? sharp_floor : 1e-8f)) * (10.f / std::log(10.f));
       if (ssim_weight > 0) l = l + ssim_weight * (1.f - ssim_index(r, target));
       loss = loss.defined() ? loss + l : l;
       if (measure && !c.sharp) {
@@ -224,6 +225,7 @@ Recipe gs_recipe() {
       // gain from +0.58 to +0.30 dB: the deblurrer learned to hold back everywhere.
       {"--sharp-pairs", "sharp_pairs", (int64_t)0,
        "also fit this many training targets and train on them as their own inputs (images to leave alone)", 0, 1e6},
+      {"--sharp-cap-db", "sharp_cap_db", 50.0, "the sharp pairs' -PSNR loss stops at this PSNR", 10, 80},
       {"--from", "from", std::string(), "start at the deblurrer with RUN's initializer and cached fits (ablations)"},
       {"--defocus", "defocus", std::string("off"),
        "the defocus token [ours]: on (needs defocus maps), off, or auto (on when the data has defocus maps)"},
