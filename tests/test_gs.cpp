@@ -237,7 +237,7 @@ TEST_CASE("blob deblurrer with local-contrast tokens: identity at start, the con
 
 // The local contrast of the input photo rather than of its fit (GsConfig::context_source): the fit is band-limited
 // by its 2x2-px blobs, the photo is not, so only the photo tells a sharp image from a slightly blurred one.
-TEST_CASE("local contrast of the input image: the same bands, taken of the photo; a sharp photo shows more") {
+TEST_CASE("local contrast of the input image: the same bands taken of the photo, where a sharp photo shows more") {
   const int64_t h = 24, w = 28;
   Blobs b = random_blobs(40, (float)h, (float)w, 41, 0.6f, 2.5f);
   const std::vector<float> bands = GsConfig::half_octave_scales(8);
