@@ -401,22 +401,20 @@ NamedTensors BlobDeblurrer::forward_named(const std::map<std::string, Tensor>& i
 Tensor local_contrast(const Tensor& image, const Tensor& means, const std::vector<float>& sigmas) {
   NoGrad ng;
   RF_CHECK(image.dim() == 3 && image.size(0) == 3, "local_contrast: image must be [3, H, W], got ", describe(image));
-  Tensor img = unsqueeze(image.detach(), 0);  // [1, 3, H, W]
-  Tensor centres = means.detach();
-  Tensor centre = sample_at_centres(img, centres);
+  Tensor img = unsqueeze(image, 0);  // [1, 3, H, W]
+  Tensor centre = sample_at_centres(img, means);
   std::vector<Tensor> f;
   for (float sigma : sigmas) {
     const int radius = (int)std::ceil(3.f * sigma);
     std::vector<float> taps = gaussian_taps(sigma, radius);
     Tensor blurred = separable_filter(pad2d(img, radius, radius, radius, radius, PadMode::Replicate), taps, taps);
-    f.push_back((centre - sample_at_centres(blurred, centres)) * 4.f);
+    f.push_back((centre - sample_at_centres(blurred, means)) * 4.f);
   }
   return permute(concat(f, 0), {1, 0});  // [N, 3 x sigmas]
 }
 
-Tensor blob_context(const Blobs& blobs, int64_t h, int64_t w, const std::vector<float>& sigmas) {
-  NoGrad ng;
-  Blobs b{blobs.means.detach(), blobs.theta.detach(), blobs.scales.detach(), blobs.colors.detach(), blobs.opacity.detach()};
+Tensor blob_context(const Blobs& b, int64_t h, int64_t w, const std::vector<float>& sigmas) {
+  NoGrad ng;  // the render is a constant of the blobs
   return local_contrast(rasterize(b, h, w), b.means, sigmas);
 }
 

@@ -41,14 +41,17 @@ struct GsTraining {
   std::vector<Tensor> targets, inputs;
 
   GsModel& model() const { return static_cast<GsModel&>(*ctx->model); }
-  std::string fit_path(size_t i) const { return ctx->run->file("fits/" + ctx->train.samples[i].name + ".safetensors"); }
-  // Sharp pairs [ours]: the targets of every (samples / n)-th training image, fitted too, with the target as their
-  // input. The training set has few nearly sharp images (5 of 300 above 35 dB), so the deblurrer learned to
-  // sharpen everything; these show it images to leave alone. Sharp pair j is training image sharp_image(j).
-  int64_t sharp_pairs() const { return std::min<int64_t>(ctx->opt.net["sharp_pairs"].get<int64_t>(), (int64_t)ctx->train.samples.size()); }
-  size_t sharp_image(int64_t j) const { return (size_t)(j * (int64_t)ctx->train.samples.size() / sharp_pairs()); }
-  std::string sharp_fit_path(int64_t j) const {
-    return ctx->run->file("fits/" + ctx->train.samples[sharp_image(j)].name + ".sharp.safetensors");
+  // Fit f: training image f's input for f < samples, then the sharp pairs [ours]: the targets of every
+  // (samples / --sharp-pairs)-th training image, fitted too, with the target as their input. The training set
+  // has few nearly sharp images (5 of 300 above 35 dB), so the deblurrer learned to sharpen everything; these
+  // show it images to leave alone.
+  int64_t samples() const { return (int64_t)ctx->train.samples.size(); }
+  int64_t sharp_pairs() const { return std::min<int64_t>(ctx->opt.net["sharp_pairs"].get<int64_t>(), samples()); }
+  int64_t fit_count() const { return samples() + sharp_pairs(); }
+  bool is_sharp(int64_t f) const { return f >= samples(); }
+  size_t image_of(int64_t f) const { return (size_t)(is_sharp(f) ? (f - samples()) * samples() / sharp_pairs() : f); }
+  std::string fit_path(int64_t f) const {
+    return ctx->run->file("fits/" + ctx->train.samples[image_of(f)].name + (is_sharp(f) ? ".sharp" : "") + ".safetensors");
   }
   int fit_iters() const { return (int)ctx->opt.net["fit_iters"].get<int64_t>(); }
 
@@ -85,15 +88,14 @@ struct GsTraining {
     return {loss / (float)n, {}};
   }
 
-  // Stage 2: initializer + fit of training image i (then of the sharp pairs' targets), cached (an existing file
-  // is kept: resumable).
-  StepResult fit_step(int64_t i) {
+  // Stage 2: initializer + fit f (fit_path), cached (an existing file is kept: resumable).
+  StepResult fit_step(int64_t f) {
     GsModel& m = model();
-    const int64_t n = (int64_t)ctx->train.samples.size();
-    const std::string path = i < n ? fit_path((size_t)i) : sharp_fit_path(i - n);
+    const std::string path = fit_path(f);
     if (file_exists(path)) return {};
-    LoadedSample ls = load_sample(ctx->train, i < n ? (size_t)i : sharp_image(i - n));
-    Tensor img = (i < n ? ls.input : ls.target).to(ctx->device), depth = m.cfg.use_depth ? ls.depth.to(ctx->device) : Tensor();
+    LoadedSample ls = load_sample(ctx->train, image_of(f));
+    Tensor img = (is_sharp(f) ? ls.target : ls.input).to(ctx->device);
+    Tensor depth = m.cfg.use_depth ? ls.depth.to(ctx->device) : Tensor();
     FitParams init;
     {
       NoGrad ng;
@@ -110,16 +112,16 @@ struct GsTraining {
   void load_fits() {
     GsModel& m = model();
     const Dataset& ds = ctx->train;
-    const size_t n = ds.samples.size(), all = n + (size_t)sharp_pairs();
+    const size_t all = (size_t)fit_count();
     fits.assign(all, CachedFit());
     targets.assign(all, Tensor());
     inputs.assign(all, Tensor());
     for (size_t f = 0; f < all; ++f) {
-      const bool sharp = f >= n;
-      const size_t i = sharp ? sharp_image((int64_t)(f - n)) : f;
+      const bool sharp = is_sharp((int64_t)f);
+      const size_t i = image_of((int64_t)f);
       CachedFit& c = fits[f];
       c.sharp = sharp;
-      FitParams p = load_blobs(sharp ? sharp_fit_path((int64_t)(f - n)) : fit_path(i), &c.h, &c.w);
+      FitParams p = load_blobs(fit_path((int64_t)f), &c.h, &c.w);
       for (Tensor* t : {&p.means, &p.theta, &p.log_scales, &p.colors, &p.opacity_logit}) *t = t->to(ctx->device);
       NoGrad ng;
       c.blobs = p.blobs();
@@ -346,7 +348,7 @@ Recipe gs_recipe() {
 
     Stage fits;
     fits.name = "fits";
-    fits.iters = (int64_t)ctx.train.samples.size() + t->sharp_pairs();
+    fits.iters = t->fit_count();
     fits.validate = false;
     fits.step = [t](int64_t i) { return t->fit_step(i); };
 
