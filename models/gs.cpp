@@ -150,7 +150,7 @@ nlohmann::json GsConfig::to_json() const {
           {"ffn_mult", ffn_mult}, {"window", window},                 {"max_full_tokens", max_full_tokens},
           {"window_beyond", window_beyond}, {"fit_iters", fit_iters}, {"residual", residual},
           {"color_change", color_change}, {"context", context}, {"context_scales", context_scales},
-          {"context_source", context_source}, {"defocus", defocus}, {"defocus_width", defocus_width}};
+          {"context_source", context_source}, {"context_patch", context_patch}, {"defocus", defocus}, {"defocus_width", defocus_width}};
 }
 
 std::vector<float> GsConfig::half_octave_scales(int64_t n) {
@@ -178,6 +178,7 @@ GsConfig GsConfig::from_json(const nlohmann::json& j) {
   r.get("context", c.context);
   r.get("context_scales", c.context_scales, 1, 16, 0.25, 32);  // configs before session 15: 1, 2, 4
   r.get("context_source", c.context_source, {"render", "image", "both"});  // before session 16: render
+  r.get("context_patch", c.context_patch, 0, 16);  // before session 17: none
   r.get("defocus", c.defocus);
   r.get("defocus_width", c.defocus_width, 4, 512);
   r.finish();
@@ -348,8 +349,8 @@ Blobs BlobDeblurrer::forward(const Blobs& b, const Tensor& d2, const Tensor& d1,
   if (cfg_.extra_features() > 0) {
     RF_CHECK(!extra.defined() || (extra.dim() == 2 && extra.size(0) == n && extra.size(1) == cfg_.extra_features()),
              "blob deblurrer: per-blob features must be [", n, ", ", cfg_.extra_features(), "], got ", describe(extra));
-    RF_CHECK(extra.defined() || (!cfg_.defocus && cfg_.context_source == "render"),
-             "blob deblurrer: the ", cfg_.defocus ? "defocus feature" : "local contrast of the image",
+    RF_CHECK(extra.defined() || (!cfg_.defocus && cfg_.context_source == "render" && cfg_.context_patch == 0),
+             "blob deblurrer: the ", cfg_.defocus ? "defocus feature" : "local contrast or patch of the image",
              " needs the image (GsModel::blob_features)");
     f.push_back(extra.defined() ? extra : blob_context(b, h, w, cfg_.context_scales));
   }
@@ -430,6 +431,7 @@ Tensor GsModel::blob_features(const Blobs& b, const Tensor& image) {
   if (cfg.context && cfg.context_source != "render") f.push_back(local_contrast(image, b.means, cfg.context_scales));
   if (cfg.context && cfg.context_source != "image")
     f.push_back(blob_context(b, image.size(1), image.size(2), cfg.context_scales));
+  if (cfg.context_patch > 0) f.push_back(image_patches(image, b.means, cfg.context_patch));
   if (cfg.defocus) {
     Tensor coc = estimator->forward(unsqueeze(image, 0));  // [1, 1, H, W]
     f.push_back(log(sample_at_centres(coc, b.means) + 1.f).reshape({b.size(), 1}));
@@ -508,7 +510,7 @@ nlohmann::json gs_config_from_state_dict(std::map<std::string, Tensor>& t) {
   c.context = context_features > 0;
   if (context_features > 0 && context_features != 9) c.context_scales = GsConfig::half_octave_scales(context_features / 3);
   // Not visible in the shapes: what the local contrast is taken of (read as the render, as the twins' files and
-  // those before session 16 are) and the head count (the default, when it divides dim).
+  // those before session 16 are), a patch (read as none) and the head count (the default, when it divides dim).
   if (c.dim % c.heads != 0) c.heads = 1;
   return c.to_json();
 }
@@ -542,21 +544,64 @@ GsResult gs_deblur(GsModel& m, const Tensor& image, const Tensor& depth_in, int 
   return r;
 }
 
+namespace {
+// crop_square's output -> crop map, in continuous coordinates (pixel p spans [p, p + 1), so s - 1 - p becomes s - X).
+void crop_to_source(int k, bool flip_x, bool flip_y, float s, float X, float Y, float& cx, float& cy) {
+  switch (k) {
+    case 1: cy = X; cx = s - Y; break;
+    case 2: cy = s - Y; cx = s - X; break;
+    case 3: cy = s - X; cx = Y; break;
+    default: cy = Y; cx = X; break;
+  }
+  if (flip_x) cx = s - cx;
+  if (flip_y) cy = s - cy;
+}
+}  // namespace
+
+Tensor image_patches(const Tensor& image, const Tensor& means, int64_t p) {
+  NoGrad ng;
+  RF_CHECK(image.dim() == 3 && image.size(0) == 3, "image_patches: image must be [3, H, W], got ", describe(image));
+  RF_CHECK(p >= 1 && p <= 16, "image_patches: the patch side must be 1...16, got ", p);
+  Tensor img = unsqueeze(image, 0);
+  Tensor centre = sample_at_centres(img, means);  // [3, N]
+  const float half = 0.5f * (float)(p - 1);
+  std::vector<Tensor> f;
+  for (int64_t r = 0; r < p; ++r)
+    for (int64_t c = 0; c < p; ++c) {
+      Tensor offset = from_vector({(float)c - half, (float)r - half}, {1, 2}, means.device());
+      f.push_back((sample_at_centres(img, means + offset) - centre) * 4.f);
+    }
+  return permute(concat(f, 0), {1, 0});  // [N, p x p x 3]
+}
+
+Tensor orient_patches(const Tensor& extra, int64_t first, int64_t p, int k, bool flip_x, bool flip_y) {
+  NoGrad ng;
+  const int64_t features = extra.size(1);
+  RF_CHECK(extra.dim() == 2 && first >= 0 && first + 3 * p * p <= features, "orient_patches: ", describe(extra),
+           " has no ", p, "x", p, " patch at column ", first);
+  // The crop's axes in the source: images of the unit vectors under crop_to_source's linear part.
+  float tx, ty, ax, ay, bx, by;
+  crop_to_source(k, flip_x, flip_y, 0.f, 0.f, 0.f, tx, ty);
+  crop_to_source(k, flip_x, flip_y, 0.f, 1.f, 0.f, ax, ay);
+  crop_to_source(k, flip_x, flip_y, 0.f, 0.f, 1.f, bx, by);
+  const float a00 = ax - tx, a10 = ay - ty, a01 = bx - tx, a11 = by - ty;
+  std::vector<int64_t> column(features);
+  for (int64_t i = 0; i < features; ++i) column[i] = i;
+  const float half = 0.5f * (float)(p - 1);
+  for (int64_t r = 0; r < p; ++r)
+    for (int64_t c = 0; c < p; ++c) {
+      const float ox = (float)c - half, oy = (float)r - half;  // the sample's offset in the crop
+      const int64_t sc = std::lround(a00 * ox + a01 * oy + half), sr = std::lround(a10 * ox + a11 * oy + half);
+      for (int64_t ch = 0; ch < 3; ++ch) column[first + (r * p + c) * 3 + ch] = first + (sr * p + sc) * 3 + ch;
+    }
+  return permute(gather_rows(permute(extra, {1, 0}), column), {1, 0});
+}
+
 Blobs crop_blobs(const Blobs& b, const Tensor& d2, int64_t top, int64_t left, int64_t size, int k, bool flip_x,
                  bool flip_y, float margin, Tensor* d2_out, const Tensor& extra, Tensor* extra_out) {
-  // crop_square's output -> crop map, in continuous coordinates (pixel p spans [p, p + 1), so s - 1 - p
-  // becomes s - X): in = A out + t, found by mapping three points.
+  // in = A out + t, found by mapping three points.
   const float s = (float)size;
-  auto to_crop = [&](float X, float Y, float& cx, float& cy) {
-    switch (k) {
-      case 1: cy = X; cx = s - Y; break;
-      case 2: cy = s - Y; cx = s - X; break;
-      case 3: cy = s - X; cx = Y; break;
-      default: cy = Y; cx = X; break;
-    }
-    if (flip_x) cx = s - cx;
-    if (flip_y) cy = s - cy;
-  };
+  auto to_crop = [&](float X, float Y, float& cx, float& cy) { crop_to_source(k, flip_x, flip_y, s, X, Y, cx, cy); };
   float tx, ty, ax, ay, bx, by;
   to_crop(0, 0, tx, ty);
   to_crop(1, 0, ax, ay);
@@ -585,7 +630,8 @@ Blobs crop_blobs(const Blobs& b, const Tensor& d2, int64_t top, int64_t left, in
   const int64_t n = (int64_t)nop.size();
   Device d = b.means.device();
   if (d2_out) *d2_out = dv.empty() ? Tensor() : from_vector(nd, {n}, d);
-  // Local contrast and defocus are isotropic: rotations and flips leave them as they are.
+  // Local contrast and defocus are isotropic: rotations and flips leave them as they are (a patch turns with the
+  // crop: orient_patches).
   if (extra_out) *extra_out = extra.defined() ? gather_rows(extra, kept) : Tensor();
   return Blobs{from_vector(nm, {n, 2}, d), from_vector(nth, {n}, d), from_vector(nsc, {n, 2}, d),
                from_vector(nco, {n, 3}, d), from_vector(nop, {n}, d)};

@@ -98,13 +98,18 @@ struct GsConfig {
   int64_t context_features() const {  // sources x scales x RGB
     return context ? 3 * (int64_t)context_scales.size() * context_sources() : 0;
   }
+  // [ours] Each token also carries the photo's pixels around its blob: a context_patch x context_patch patch centred
+  // on the blob (minus the value at the centre, RGB; 0 = none). The bands are isotropic; a patch also says which
+  // way an edge runs, and a linear map of it can express any small deconvolution filter.
+  int64_t context_patch = 0;
+  int64_t patch_features() const { return 3 * context_patch * context_patch; }
   // [ours] Each token also carries log(1 + CoC px) at its centre from gs's own defocus estimator
   // (GsDefocusEstimator, trained on the synthetic sets' defocus maps): where the image is in focus and how
   // blurred it is, for any photo, with or without a depth map. false: no estimator.
   bool defocus = false;
   int64_t defocus_width = 16;   // estimator width
-  // Per-blob features after the blob's own: local contrast (with context), then defocus (1, with defocus).
-  int64_t extra_features() const { return context_features() + (defocus ? 1 : 0); }
+  // Per-blob features after the blob's own: local contrast (with context), the patch, then defocus (1, with defocus).
+  int64_t extra_features() const { return context_features() + patch_features() + (defocus ? 1 : 0); }
   int64_t token_features() const { return 31 + extra_features(); }
   nlohmann::json to_json() const;
   static GsConfig from_json(const nlohmann::json& j);
@@ -191,6 +196,12 @@ class BlobDeblurrer : public Model {
 // (GsConfig::context_scales), bilinearly sampled at the centre, x4 -> [N, 3 x sigmas] (sigma-major, RGB within).
 // image [3, H, W]. A constant (no gradient): the fitted blobs are the deblurrer's input, not its output.
 Tensor local_contrast(const Tensor& image, const Tensor& means, const std::vector<float>& sigmas);
+// The photo around each blob centre: a p x p grid of bilinear samples at offsets -(p-1)/2 ... (p-1)/2 px from the
+// centre, minus the sample at the centre, x4 -> [N, p x p x 3] (row-major over the grid, RGB within). A constant.
+Tensor image_patches(const Tensor& image, const Tensor& means, int64_t p);
+// image_patches' columns (starting at column `first`) as a crop seen through crop_square's rotation k and flips
+// sees them: the grid turns with the crop (crop_blobs carries the rows unchanged, as for isotropic features).
+Tensor orient_patches(const Tensor& extra, int64_t first, int64_t p, int k, bool flip_x, bool flip_y);
 // local_contrast of the blobs' render.
 Tensor blob_context(const Blobs& b, int64_t height, int64_t width, const std::vector<float>& sigmas);
 

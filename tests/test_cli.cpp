@@ -46,9 +46,10 @@ TEST_CASE("make_synth -> train_gs -> evaluate -> deblur, with --resume") {
   for (const char* f : {"synth_00000.sharp.safetensors", "synth_00002.sharp.safetensors"})
     CHECK_MESSAGE(rf::file_exists(d / ("run2/fits/" + std::string(f))), f);
   CHECK_FALSE(rf::file_exists(d / "run/fits/synth_00000.sharp.safetensors"));
-  // the defocus token on the same fits: the estimator trains first (run has none), deblur names it and saves its map
+  // the defocus token and the photo's patch on the same fits: the estimator trains first (run has none), deblur
+  // names it and saves its map
   r = run("train_gs " + (d / "data") + " --out " + (d / "run3") + " --from " + (d / "run") +
-          " --device cpu --iters 3 --crop 32 --batch 1 --defocus on --defocus-iters 3");
+          " --device cpu --iters 3 --crop 32 --batch 1 --defocus on --defocus-iters 3 --context-patch 4");
   CHECK_MESSAGE(r.code == 0, r.output);
   CHECK_MESSAGE(r.output.find("train_gs defocus") != std::string::npos, r.output);
   r = run("deblur --model gs --weights " + (d / "run3/gs.safetensors") + " --device cpu --depth " +

@@ -38,6 +38,43 @@ TEST_CASE("crop_blobs renders exactly the crop_square of the full render, for al
     }
 }
 
+TEST_CASE("image patches turn with the crop: the patches of a rotated or flipped crop, for all 8") {
+  manual_seed(17);
+  Tensor image = rand({3, 40, 48});
+  Blobs b = random_blobs(120, 40, 48, 5, 0.6f, 2.5f);
+  const int64_t p = 4, top = 6, left = 10, size = 24;
+  // Two columns of something isotropic in front, as blob_features puts the local contrast first.
+  Tensor extra = concat({rand({b.size(), 2}), image_patches(image, b.means, p)}, 1);
+  REQUIRE(extra.size(1) == 2 + 3 * p * p);
+  // The sample grid sits at +-0.5, +-1.5 px around the centre: a sample at pixel centre (x, y) is that pixel.
+  Blobs one{from_vector({21.f, 11.f}, {1, 2}), zeros({1}), full({1, 2}, 1.f), zeros({1, 3}), full({1}, 0.5f)};
+  Tensor at = image_patches(image, one.means, p);  // [1, 48]: row 0, column 0 is pixel (x 19, y 9)
+  CHECK(std::fabs(at.to_vector()[0] - 4.f * (image.to_vector()[(size_t)(9 * 48 + 19)] -
+                                             0.25f * (image.to_vector()[(size_t)(10 * 48 + 20)] + image.to_vector()[(size_t)(10 * 48 + 21)] +
+                                                      image.to_vector()[(size_t)(11 * 48 + 20)] + image.to_vector()[(size_t)(11 * 48 + 21)]))) < 1e-5);
+  double largest = 0;
+  for (int k = 0; k < 4; ++k)
+    for (int f = 0; f < 4; ++f) {
+      const bool fx = f & 1, fy = f & 2;
+      Tensor cropped_extra;
+      Blobs c = crop_blobs(b, Tensor(), top, left, size, k, fx, fy, 0.f, nullptr, extra, &cropped_extra);
+      Tensor turned = orient_patches(cropped_extra, 2, p, k, fx, fy);
+      // Computed afresh on the transformed crop, for the blobs whose patch lies inside it.
+      Tensor fresh = image_patches(crop_square(image, top, left, size, k, fx, fy), c.means, p);
+      auto m = c.means.to_vector();
+      std::vector<int64_t> inside;
+      for (int64_t i = 0; i < c.size(); ++i)
+        if (m[2 * i] > 3.f && m[2 * i] < size - 3.f && m[2 * i + 1] > 3.f && m[2 * i + 1] < size - 3.f) inside.push_back(i);
+      REQUIRE(inside.size() > 10);
+      const double diff = max_abs_diff(gather_rows(slice(turned, 1, 2, 2 + 3 * p * p), inside), gather_rows(fresh, inside));
+      CHECK_MESSAGE(diff < 1e-5, "k " << k << " flips " << fx << fy);
+      CHECK(max_abs_diff(slice(turned, 1, 0, 2), slice(cropped_extra, 1, 0, 2)) == 0.0);  // the others stay
+      if (k || f) largest = std::max(largest, max_abs_diff(turned, cropped_extra));
+    }
+  CHECK(largest > 0.1);  // the turns do move the columns
+  CHECK_THROWS(orient_patches(extra, 3, p, 1, false, false));  // no 4x4 patch at column 3 of 50
+}
+
 TEST_CASE("blob deblurrer: identity at initialisation, Eq. 5-8 updates, gradients reach its weights") {
   GsConfig cfg;
   cfg.dim = 32;
