@@ -100,7 +100,9 @@ struct GsConfig {
   }
   // [ours] Each token also carries the photo's pixels around its blob: a context_patch x context_patch patch centred
   // on the blob (minus the value at the centre, RGB; 0 = none). The bands are isotropic; a patch also says which
-  // way an edge runs, and a linear map of it can express any small deconvolution filter.
+  // way an edge runs, and a linear map of it can express any small deconvolution filter. Measured (same fits, 3000
+  // steps): +0.85 dB over the input with a 4x4 patch against +0.58 without; judged (8000 steps) +1.05 against +0.84.
+  // train_gs's default is 4; configs without the key (before session 17) read 0.
   int64_t context_patch = 0;
   int64_t patch_features() const { return 3 * context_patch * context_patch; }
   // [ours] Each token also carries log(1 + CoC px) at its centre from gs's own defocus estimator
