@@ -576,9 +576,9 @@ Tensor image_patches(const Tensor& image, const Tensor& means, int64_t p) {
 
 Tensor orient_patches(const Tensor& extra, int64_t first, int64_t p, int k, bool flip_x, bool flip_y) {
   NoGrad ng;
-  const int64_t features = extra.size(1);
-  RF_CHECK(extra.dim() == 2 && first >= 0 && first + 3 * p * p <= features, "orient_patches: ", describe(extra),
+  RF_CHECK(extra.dim() == 2 && first >= 0 && first + 3 * p * p <= extra.size(1), "orient_patches: ", describe(extra),
            " has no ", p, "x", p, " patch at column ", first);
+  const int64_t features = extra.size(1);
   // The crop's axes in the source: images of the unit vectors under crop_to_source's linear part.
   float tx, ty, ax, ay, bx, by;
   crop_to_source(k, flip_x, flip_y, 0.f, 0.f, 0.f, tx, ty);
