@@ -556,22 +556,35 @@ void crop_to_source(int k, bool flip_x, bool flip_y, float s, float X, float Y, 
   if (flip_x) cx = s - cx;
   if (flip_y) cy = s - cy;
 }
+
+// The same map as source = A crop + t, A a signed permutation (columns: the images of the unit vectors).
+struct CropMap {
+  float a00, a10, a01, a11, tx, ty;
+};
+CropMap crop_map(int k, bool flip_x, bool flip_y, float s) {
+  float tx, ty, ax, ay, bx, by;
+  crop_to_source(k, flip_x, flip_y, s, 0.f, 0.f, tx, ty);
+  crop_to_source(k, flip_x, flip_y, s, 1.f, 0.f, ax, ay);
+  crop_to_source(k, flip_x, flip_y, s, 0.f, 1.f, bx, by);
+  return {ax - tx, ay - ty, bx - tx, by - ty, tx, ty};
+}
 }  // namespace
 
 Tensor image_patches(const Tensor& image, const Tensor& means, int64_t p) {
   NoGrad ng;
   RF_CHECK(image.dim() == 3 && image.size(0) == 3, "image_patches: image must be [3, H, W], got ", describe(image));
   RF_CHECK(p >= 1 && p <= 16, "image_patches: the patch side must be 1...16, got ", p);
-  Tensor img = unsqueeze(image, 0);
-  Tensor centre = sample_at_centres(img, means);  // [3, N]
+  const int64_t n = means.size(0);
   const float half = 0.5f * (float)(p - 1);
-  std::vector<Tensor> f;
+  std::vector<float> grid;  // (dx, dy) per sample, row-major over the p x p grid
   for (int64_t r = 0; r < p; ++r)
-    for (int64_t c = 0; c < p; ++c) {
-      Tensor offset = from_vector({(float)c - half, (float)r - half}, {1, 2}, means.device());
-      f.push_back((sample_at_centres(img, means + offset) - centre) * 4.f);
-    }
-  return permute(concat(f, 0), {1, 0});  // [N, p x p x 3]
+    for (int64_t c = 0; c < p; ++c) grid.insert(grid.end(), {(float)c - half, (float)r - half});
+  Tensor offsets = from_vector(grid, {1, p * p, 2}, means.device());
+  Tensor at = (means.reshape({n, 1, 2}) + offsets).reshape({n * p * p, 2});  // every sample point in one call
+  Tensor img = unsqueeze(image, 0);
+  Tensor samples = sample_at_centres(img, at).reshape({3, n, p * p});
+  Tensor centre = sample_at_centres(img, means).reshape({3, n, 1});
+  return permute((samples - centre) * 4.f, {1, 2, 0}).reshape({n, p * p * 3});
 }
 
 Tensor orient_patches(const Tensor& extra, int64_t first, int64_t p, int k, bool flip_x, bool flip_y) {
@@ -579,19 +592,14 @@ Tensor orient_patches(const Tensor& extra, int64_t first, int64_t p, int k, bool
   RF_CHECK(extra.dim() == 2 && first >= 0 && first + 3 * p * p <= extra.size(1), "orient_patches: ", describe(extra),
            " has no ", p, "x", p, " patch at column ", first);
   const int64_t features = extra.size(1);
-  // The crop's axes in the source: images of the unit vectors under crop_to_source's linear part.
-  float tx, ty, ax, ay, bx, by;
-  crop_to_source(k, flip_x, flip_y, 0.f, 0.f, 0.f, tx, ty);
-  crop_to_source(k, flip_x, flip_y, 0.f, 1.f, 0.f, ax, ay);
-  crop_to_source(k, flip_x, flip_y, 0.f, 0.f, 1.f, bx, by);
-  const float a00 = ax - tx, a10 = ay - ty, a01 = bx - tx, a11 = by - ty;
+  const CropMap a = crop_map(k, flip_x, flip_y, 0.f);  // only its axes: offsets do not translate
   std::vector<int64_t> column(features);
   for (int64_t i = 0; i < features; ++i) column[i] = i;
   const float half = 0.5f * (float)(p - 1);
   for (int64_t r = 0; r < p; ++r)
     for (int64_t c = 0; c < p; ++c) {
       const float ox = (float)c - half, oy = (float)r - half;  // the sample's offset in the crop
-      const int64_t sc = std::lround(a00 * ox + a01 * oy + half), sr = std::lround(a10 * ox + a11 * oy + half);
+      const int64_t sc = std::lround(a.a00 * ox + a.a01 * oy + half), sr = std::lround(a.a10 * ox + a.a11 * oy + half);
       for (int64_t ch = 0; ch < 3; ++ch) column[first + (r * p + c) * 3 + ch] = first + (sr * p + sc) * 3 + ch;
     }
   return permute(gather_rows(permute(extra, {1, 0}), column), {1, 0});
@@ -599,14 +607,9 @@ Tensor orient_patches(const Tensor& extra, int64_t first, int64_t p, int k, bool
 
 Blobs crop_blobs(const Blobs& b, const Tensor& d2, int64_t top, int64_t left, int64_t size, int k, bool flip_x,
                  bool flip_y, float margin, Tensor* d2_out, const Tensor& extra, Tensor* extra_out) {
-  // in = A out + t, found by mapping three points.
   const float s = (float)size;
-  auto to_crop = [&](float X, float Y, float& cx, float& cy) { crop_to_source(k, flip_x, flip_y, s, X, Y, cx, cy); };
-  float tx, ty, ax, ay, bx, by;
-  to_crop(0, 0, tx, ty);
-  to_crop(1, 0, ax, ay);
-  to_crop(0, 1, bx, by);
-  const float a00 = ax - tx, a10 = ay - ty, a01 = bx - tx, a11 = by - ty;  // columns: images of the unit vectors
+  const CropMap map = crop_map(k, flip_x, flip_y, s);  // in = A out + t
+  const float a00 = map.a00, a10 = map.a10, a01 = map.a01, a11 = map.a11, tx = map.tx, ty = map.ty;
   auto m = b.means.to_vector(), th = b.theta.to_vector(), sc = b.scales.to_vector(), co = b.colors.to_vector(),
        op = b.opacity.to_vector();
   std::vector<float> dv = d2.defined() ? d2.to_vector() : std::vector<float>();

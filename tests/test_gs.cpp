@@ -47,11 +47,11 @@ TEST_CASE("image patches turn with the crop: the patches of a rotated or flipped
   Tensor extra = concat({rand({b.size(), 2}), image_patches(image, b.means, p)}, 1);
   REQUIRE(extra.size(1) == 2 + 3 * p * p);
   // The sample grid sits at +-0.5, +-1.5 px around the centre: a sample at pixel centre (x, y) is that pixel.
-  Blobs one{from_vector({21.f, 11.f}, {1, 2}), zeros({1}), full({1, 2}, 1.f), zeros({1, 3}), full({1}, 0.5f)};
-  Tensor at = image_patches(image, one.means, p);  // [1, 48]: row 0, column 0 is pixel (x 19, y 9)
-  CHECK(std::fabs(at.to_vector()[0] - 4.f * (image.to_vector()[(size_t)(9 * 48 + 19)] -
-                                             0.25f * (image.to_vector()[(size_t)(10 * 48 + 20)] + image.to_vector()[(size_t)(10 * 48 + 21)] +
-                                                      image.to_vector()[(size_t)(11 * 48 + 20)] + image.to_vector()[(size_t)(11 * 48 + 21)]))) < 1e-5);
+  Tensor at = image_patches(image, from_vector({21.f, 11.f}, {1, 2}), p);  // [1, 48]: column 0 is pixel (x 19, y 9)
+  auto px = image.to_vector();  // red plane, row-major, width 48
+  auto red = [&](int y, int x) { return px[(size_t)(y * 48 + x)]; };
+  const float centre = 0.25f * (red(10, 20) + red(10, 21) + red(11, 20) + red(11, 21));  // the blob sits between them
+  CHECK(std::fabs(at.to_vector()[0] - 4.f * (red(9, 19) - centre)) < 1e-5);
   double largest = 0;
   for (int k = 0; k < 4; ++k)
     for (int f = 0; f < 4; ++f) {
