@@ -150,7 +150,8 @@ nlohmann::json GsConfig::to_json() const {
           {"ffn_mult", ffn_mult}, {"window", window},                 {"max_full_tokens", max_full_tokens},
           {"window_beyond", window_beyond}, {"fit_iters", fit_iters}, {"residual", residual},
           {"color_change", color_change}, {"context", context}, {"context_scales", context_scales},
-          {"context_source", context_source}, {"context_patch", context_patch}, {"defocus", defocus}, {"defocus_width", defocus_width}};
+          {"context_source", context_source}, {"context_patch", context_patch}, {"defocus", defocus}, {"defocus_width", defocus_width},
+          {"photo_encoder", photo_encoder}, {"shrink", shrink}, {"keep_light", keep_light}};
 }
 
 std::vector<float> GsConfig::half_octave_scales(int64_t n) {
@@ -181,6 +182,9 @@ GsConfig GsConfig::from_json(const nlohmann::json& j) {
   r.get("context_patch", c.context_patch, 0, 16);  // before session 17: none
   r.get("defocus", c.defocus);
   r.get("defocus_width", c.defocus_width, 4, 512);
+  r.get("photo_encoder", c.photo_encoder, 0, 512);  // before session 18: none
+  r.get("shrink", c.shrink, {"relu", "softplus"});     // before session 18: relu
+  r.get("keep_light", c.keep_light);
   r.finish();
   RF_CHECK(c.dim % c.heads == 0 && c.dim / c.heads <= 64, "gs config: dim ", c.dim, " must split into ", c.heads,
            " heads of at most 64");
@@ -282,6 +286,26 @@ Tensor GsDefocusEstimator::deblur(const Tensor&, const Tensor&, const Tensor&) {
 
 NamedTensors GsDefocusEstimator::forward_named(const std::map<std::string, Tensor>& in) { return {{"out0", forward(in.at("x"))}}; }
 
+// --- photo encoder ---------------------------------------------------------------------------------------
+GsPhotoEncoder::GsPhotoEncoder(const GsConfig& c) : cfg_(c) {
+  const int64_t w = c.photo_encoder;
+  RF_CHECK(w > 0, "gs photo encoder: the config has no photo_encoder width");
+  conv0_ = register_module("conv0", std::make_shared<Conv2d>(3, w, 3, ConvOptions::make(1, 1, 1)));
+  conv1_ = register_module("conv1", std::make_shared<Conv2d>(w, w, 3, ConvOptions::make(1, 2, 2)));
+  conv2_ = register_module("conv2", std::make_shared<Conv2d>(w, w, 3, ConvOptions::make(1, 4, 4)));
+}
+
+Tensor GsPhotoEncoder::forward(const Tensor& images) {
+  RF_CHECK(images.dim() == 4 && images.size(1) == 3, "gs photo encoder: images must be [B, 3, H, W], got ", describe(images));
+  return conv2_->forward(relu(conv1_->forward(relu(conv0_->forward(images)))));
+}
+
+Tensor GsPhotoEncoder::deblur(const Tensor&, const Tensor&, const Tensor&) {
+  throw Error("gs_photo_encoder is a part of gs: it describes the photo and does not deblur by itself (use --model gs)");
+}
+
+NamedTensors GsPhotoEncoder::forward_named(const std::map<std::string, Tensor>& in) { return {{"out0", forward(in.at("x"))}}; }
+
 // --- blob deblurrer -------------------------------------------------------------------------------------------
 BlobDeblurrer::BlobDeblurrer(const GsConfig& c) : cfg_(c) {
   embed_ = register_module("embed", std::make_shared<Linear>(c.token_features(), c.dim));
@@ -291,7 +315,8 @@ BlobDeblurrer::BlobDeblurrer(const GsConfig& c) : cfg_(c) {
   head_ = register_module("head", std::make_shared<Linear>(c.dim, c.head_outputs()));
   head_->weight.fill_(0.f);
   std::vector<float> bias(c.head_outputs(), 0.f);
-  bias[1] = bias[2] = 1e-3f;
+  // A shrink of 1e-3 px at the start, so that ReLU(ds) has a gradient (softplus(-6.907) = 1e-3 too).
+  bias[1] = bias[2] = c.shrink == "softplus" ? -6.907f : 1e-3f;
   head_->bias.copy_(from_vector(bias, {c.head_outputs()}));
 }
 
@@ -349,8 +374,10 @@ Blobs BlobDeblurrer::forward(const Blobs& b, const Tensor& d2, const Tensor& d1,
   if (cfg_.extra_features() > 0) {
     RF_CHECK(!extra.defined() || (extra.dim() == 2 && extra.size(0) == n && extra.size(1) == cfg_.extra_features()),
              "blob deblurrer: per-blob features must be [", n, ", ", cfg_.extra_features(), "], got ", describe(extra));
-    RF_CHECK(extra.defined() || (!cfg_.defocus && cfg_.context_source == "render" && cfg_.context_patch == 0),
-             "blob deblurrer: the ", cfg_.defocus ? "defocus feature" : "local contrast or patch of the image",
+    RF_CHECK(extra.defined() || (!cfg_.defocus && cfg_.context_source == "render" && cfg_.context_patch == 0 &&
+                                 cfg_.photo_encoder == 0),
+             "blob deblurrer: the ",
+             cfg_.defocus ? "defocus feature" : cfg_.photo_encoder > 0 ? "photo encoder's features" : "local contrast or patch of the image",
              " needs the image (GsModel::blob_features)");
     f.push_back(extra.defined() ? extra : blob_context(b, h, w, cfg_.context_scales));
   }
@@ -364,11 +391,15 @@ Blobs BlobDeblurrer::forward(const Blobs& b, const Tensor& d2, const Tensor& d1,
   Tensor out = gather_rows(head_->forward(ln_out_->forward(x)), inverse);  // [N, 4 or 7], original order
   // Eq. 5-8 (+ the colour change).
   Tensor dphi = clamp(slice(out, 1, 0, 1).reshape({n}), 0.f, 3.14159265f);
-  Tensor ds = relu(slice(out, 1, 1, 3));
+  Tensor ds = cfg_.shrink == "softplus" ? softplus(slice(out, 1, 1, 3)) : relu(slice(out, 1, 1, 3));
   Tensor dop = slice(out, 1, 3, 4).reshape({n});
   Tensor colors = cfg_.color_change ? b.colors + slice(out, 1, 4, 7) : b.colors;
-  return Blobs{b.means, b.theta + dphi, clamp(b.scales - ds, kMinScale, 1e30f), colors,
-               clamp(b.opacity + dop, 0.f, 1.f)};
+  Tensor scales = clamp(b.scales - ds, kMinScale, 1e30f);
+  if (cfg_.keep_light) {
+    Tensor area = slice(b.scales, 1, 0, 1) * slice(b.scales, 1, 1, 2);  // [N, 1]
+    colors = colors * (area / (slice(scales, 1, 0, 1) * slice(scales, 1, 1, 2)));
+  }
+  return Blobs{b.means, b.theta + dphi, scales, colors, clamp(b.opacity + dop, 0.f, 1.f)};
 }
 
 Tensor BlobDeblurrer::deblur(const Tensor&, const Tensor&, const Tensor&) {
@@ -423,6 +454,27 @@ GsModel::GsModel(const GsConfig& c) : cfg(c) {
   initializer = register_module("initializer", std::make_shared<GsInitializer>(c));
   deblurrer = register_module("deblurrer", std::make_shared<BlobDeblurrer>(c));
   if (c.defocus) estimator = register_module("estimator", std::make_shared<GsDefocusEstimator>(c));
+  if (c.photo_encoder > 0) encoder = register_module("encoder", std::make_shared<GsPhotoEncoder>(c));
+}
+
+Tensor GsModel::pad_for_encoder(const Tensor& image) {
+  RF_CHECK(image.dim() == 3, "gs photo encoder: the image must be [3, H, W], got ", describe(image));
+  const int64_t r = GsPhotoEncoder::kReach;
+  return pad2d(unsqueeze(image, 0), r, r, r, r, PadMode::Replicate)[0];
+}
+
+Tensor GsModel::encoder_features(const Tensor& photo, const Tensor& means) {
+  RF_CHECK(encoder, "gs: this model has no photo encoder");
+  const int64_t r = GsPhotoEncoder::kReach, c = cfg.photo_encoder, n = means.size(0);
+  RF_CHECK(photo.dim() == 3 && photo.size(0) == 3 && photo.size(1) > 2 * r && photo.size(2) > 2 * r,
+           "gs photo encoder: the photo must be [3, H + ", 2 * r, ", W + ", 2 * r, "] (padded), got ", describe(photo));
+  const int64_t h = photo.size(1), w = photo.size(2);
+  Tensor features = encoder->forward(unsqueeze(photo, 0));  // [1, C, H + 2r, W + 2r]
+  // Blob centres in the padded photo's pixels onto grid_sample's [-1, 1] (align_corners = false); unlike
+  // sample_at_centres, the gradient flows into the features.
+  Tensor scale = from_vector({2.f / (float)w, 2.f / (float)h}, {1, 2}, means.device());
+  Tensor grid = ((means.detach() + (float)r) * scale - 1.f).reshape({1, n, 1, 2});
+  return permute(grid_sample(features, grid, false, GridPadding::Border).reshape({c, n}), {1, 0});
 }
 
 Tensor GsModel::blob_features(const Blobs& b, const Tensor& image) {
@@ -501,6 +553,7 @@ nlohmann::json gs_config_from_state_dict(std::map<std::string, Tensor>& t) {
   with_colour.color_change = true;
   c.color_change = need("deblurrer.head.weight").size(0) == with_colour.head_outputs();
   c.defocus = t.count("estimator.enc.0.weight") > 0;
+  if (t.count("encoder.conv0.weight")) c.photo_encoder = t["encoder.conv0.weight"].size(0);
   if (c.defocus) c.defocus_width = t["estimator.enc.0.weight"].size(0);
   // The local contrast's scales from the embedding's width: 9 features (3 scales) -> the octaves 1, 2, 4 px; other
   // counts -> that many half octaves.
@@ -537,7 +590,12 @@ GsResult gs_deblur(GsModel& m, const Tensor& image, const Tensor& depth_in, int 
   NoGrad ng;
   Blobs b = fit.params.blobs();
   Tensor d2 = dn.defined() ? depth_at_blobs(dn, b.means) : Tensor();
-  r.deblurred = m.deblurrer->forward(b, d2, fit.params.d1, fit.params.log_k, h, w, m.blob_features(b, image));
+  Tensor extra = m.blob_features(b, image);
+  if (m.encoder) {
+    Tensor learned = m.encoder_features(GsModel::pad_for_encoder(image), b.means);
+    extra = extra.defined() ? concat({extra, learned}, 1) : learned;
+  }
+  r.deblurred = m.deblurrer->forward(b, d2, fit.params.d1, fit.params.log_k, h, w, extra);
   Tensor out = rasterize(r.deblurred, h, w);
   if (m.cfg.residual) out = image + (out - rasterize(b, h, w));
   r.sharp = clamp(out, 0.f, 1.f);

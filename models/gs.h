@@ -81,6 +81,14 @@ struct GsConfig {
   // by default: trained for 600 steps on the demo's data it stayed at the identity, like the paper's head.
   bool color_change = false;
   int64_t head_outputs() const { return color_change ? 7 : 4; }  // dtheta, ds1, ds2, do (+ dc RGB)
+  // [ours] How Eq. 7's non-negative shrink is made of the head's output: "relu" (the paper's ReLU(ds)) or "softplus".
+  // Trained, every ReLU(ds) ends at zero (mean scale change -1e-7 after 3000 steps) and then has no gradient left;
+  // softplus is never flat.
+  std::string shrink = "relu";
+  // [ours] A shrunk blob keeps its light: its colour is scaled by s1 s2 / (s1' s2'), so that shrinking sharpens the
+  // render instead of darkening it (the render is a sum of blobs, each weighing exp(-q/2), whose integral is
+  // proportional to s1 s2).
+  bool keep_light = false;
   // [ours] Each token also carries the local contrast of the fitted render around its blob (centre minus
   // Gaussian blurs at context_scales px, RGB): a blob alone does not know whether it sits on an edge, and
   // undoing blur is a difference between neighbours. false: the paper's tokens (blob parameters + depth).
@@ -110,8 +118,16 @@ struct GsConfig {
   // blurred it is, for any photo, with or without a depth map. false: no estimator.
   bool defocus = false;
   int64_t defocus_width = 16;   // estimator width
-  // Per-blob features after the blob's own: local contrast (with context), the patch, then defocus (1, with defocus).
-  int64_t extra_features() const { return context_features() + patch_features() + (defocus ? 1 : 0); }
+  // [ours] Each token also carries a learned description of the photo around its blob: GsPhotoEncoder's features
+  // (this many channels; 0 = none), bilinearly sampled at the blob centre and trained with the deblurrer. The
+  // patch and bands are fixed linear views of the photo; undoing a blur several pixels wide is a nonlinear,
+  // wider one. The tokens stay the paper's blobs, their change stays Eq. 5-8's (+ the colour change).
+  int64_t photo_encoder = 0;
+  // Per-blob features after the blob's own: local contrast (with context), the patch, defocus (1, with defocus),
+  // then the photo encoder's.
+  int64_t extra_features() const { return fixed_features() + photo_encoder; }
+  // Those computed once per image (GsModel::blob_features); the encoder's are computed with grad in training.
+  int64_t fixed_features() const { return context_features() + patch_features() + (defocus ? 1 : 0); }
   int64_t token_features() const { return 31 + extra_features(); }
   nlohmann::json to_json() const;
   static GsConfig from_json(const nlohmann::json& j);
@@ -161,6 +177,28 @@ class GsDefocusEstimator : public Model {
   GsConfig cfg_;
   std::shared_ptr<Sequential> enc_, down1_, down2_, down3_, up_, merge_;
   std::shared_ptr<Conv2d> head_;
+};
+
+// [ours] gs's photo encoder: image [B, 3, H, W] -> features [B, cfg.photo_encoder, H, W], three 3x3 convolutions
+// (dilations 1, 2, 4: each feature sees kReach px of the photo on every side; ReLU between, none after), zero
+// padding. Its features at each blob centre join the blob's token (GsConfig::photo_encoder). Callers pad the photo
+// by kReach px (replicate) first, so that a training crop's features see the photo around it as a whole image's
+// do. Also a model of its own in the registry ("gs_photo_encoder"): `forward` input x, output out0.
+class GsPhotoEncoder : public Model {
+ public:
+  static constexpr int64_t kReach = 7;
+  explicit GsPhotoEncoder(const GsConfig& c);
+  Tensor forward(const Tensor& images);
+
+  std::string name() const override { return "gs_photo_encoder"; }
+  nlohmann::json config() const override { return cfg_.to_json(); }
+  Tensor deblur(const Tensor&, const Tensor&, const Tensor&) override;
+  std::vector<std::string> forward_inputs() const override { return {"x"}; }
+  NamedTensors forward_named(const std::map<std::string, Tensor>& inputs) override;
+
+ private:
+  GsConfig cfg_;
+  std::shared_ptr<Conv2d> conv0_, conv1_, conv2_;
 };
 
 // The blob deblurrer of Sec. 3.2: a Transformer over all blobs (3 blocks of self-attention + FFN). A token
@@ -215,11 +253,17 @@ class GsModel : public Model {
   std::shared_ptr<GsInitializer> initializer;
   std::shared_ptr<BlobDeblurrer> deblurrer;
   std::shared_ptr<GsDefocusEstimator> estimator;  // with cfg.defocus
+  std::shared_ptr<GsPhotoEncoder> encoder;        // with cfg.photo_encoder > 0
 
   // The deblurrer's per-blob features beyond the blob itself ([N, cfg.extra_features()], undefined when none):
   // the local contrast (of b's render or of the image, cfg.context_source) and log(1 + the estimated CoC) at each
   // centre. image [3, H, W].
   Tensor blob_features(const Blobs& b, const Tensor& image);
+  // The photo encoder's features at each blob centre, [N, cfg.photo_encoder], differentiable in the encoder's
+  // weights. photo [3, H + 2 r, W + 2 r]: the image with r = GsPhotoEncoder::kReach px of context on every side
+  // (pad_for_encoder, or a training crop taken of it); means in the image's pixels.
+  Tensor encoder_features(const Tensor& photo, const Tensor& means);
+  static Tensor pad_for_encoder(const Tensor& image);  // [3, H, W] -> [3, H + 2 r, W + 2 r], replicated edges
 
   std::string name() const override { return "gs"; }
   nlohmann::json config() const override { return cfg.to_json(); }

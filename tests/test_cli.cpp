@@ -40,16 +40,17 @@ TEST_CASE("make_synth -> train_gs -> evaluate -> deblur, with --resume") {
   r = run("train_gs " + (d / "data") + " --out " + (d / "run") + " --resume");  // finished: writes the result again
   CHECK_MESSAGE(r.code == 0, r.output);
   r = run("train_gs " + (d / "data") + " --out " + (d / "run2") + " --from " + (d / "run") +
-          " --device cpu --iters 3 --crop 32 --batch 1 --paper-output --sharp-pairs 2 --context-source both");
+          " --device cpu --iters 3 --crop 32 --batch 1 --paper-output --sharp-pairs 2 --context-source both --shrink relu"
+          " --keep-light off");
   CHECK_MESSAGE(r.code == 0, r.output);  // a deblurrer ablation on the same fits, + 2 sharp pairs fitted here
   CHECK(rf::file_exists(d / "run2/gs.safetensors"));
   for (const char* f : {"synth_00000.sharp.safetensors", "synth_00002.sharp.safetensors"})
     CHECK_MESSAGE(rf::file_exists(d / ("run2/fits/" + std::string(f))), f);
   CHECK_FALSE(rf::file_exists(d / "run/fits/synth_00000.sharp.safetensors"));
-  // the defocus token and the photo's patch on the same fits: the estimator trains first (run has none), deblur
-  // names it and saves its map
+  // the defocus token, the photo's patch and the photo encoder on the same fits: the estimator trains first (run has
+  // none), deblur names it and saves its map
   r = run("train_gs " + (d / "data") + " --out " + (d / "run3") + " --from " + (d / "run") +
-          " --device cpu --iters 3 --crop 32 --batch 1 --defocus on --defocus-iters 3 --context-patch 4");
+          " --device cpu --iters 3 --crop 32 --batch 1 --defocus on --defocus-iters 3 --context-patch 4 --photo-encoder 4");
   CHECK_MESSAGE(r.code == 0, r.output);
   CHECK_MESSAGE(r.output.find("train_gs defocus") != std::string::npos, r.output);
   r = run("deblur --model gs --weights " + (d / "run3/gs.safetensors") + " --device cpu --depth " +

@@ -75,6 +75,60 @@ TEST_CASE("image patches turn with the crop: the patches of a rotated or flipped
   CHECK_THROWS(orient_patches(extra, 3, p, 1, false, false));  // no 4x4 patch at column 3 of 50
 }
 
+// The recipe takes a training crop's encoder features of the crop padded by the encoder's reach and turned as the
+// crop is; they must be those of the whole image turned the same way, at the same blobs.
+TEST_CASE("photo encoder features of a rotated or flipped training crop are the turned whole image's, for all 8") {
+  GsConfig cfg;
+  cfg.dim = 16;
+  cfg.heads = 2;
+  cfg.photo_encoder = 4;
+  manual_seed(19);
+  GsModel m(cfg);
+  REQUIRE(m.encoder);
+  const int64_t side = 40, top = 6, left = 10, size = 24, reach = GsPhotoEncoder::kReach;
+  Tensor image = rand({3, side, side});  // square, so that the whole image turns like a crop
+  Blobs b = random_blobs(150, (float)side, (float)side, 7, 0.6f, 2.5f);
+  std::vector<float> ids(b.size());
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = (float)i;
+  Tensor id = from_vector(ids, {b.size(), 1});
+  for (int k = 0; k < 4; ++k)
+    for (int f = 0; f < 4; ++f) {
+      const bool fx = f & 1, fy = f & 2;
+      Tensor crop_ids, whole_ids;
+      Blobs c = crop_blobs(b, Tensor(), top, left, size, k, fx, fy, 0.f, nullptr, id, &crop_ids);
+      Tensor photo = crop_square(GsModel::pad_for_encoder(image), top, left, size + 2 * reach, k, fx, fy);
+      Tensor in_crop = m.encoder_features(photo, c.means);
+      Blobs all = crop_blobs(b, Tensor(), 0, 0, side, k, fx, fy, 0.f, nullptr, id, &whole_ids);
+      REQUIRE(all.size() == b.size());
+      Tensor in_whole = m.encoder_features(GsModel::pad_for_encoder(crop_square(image, 0, 0, side, k, fx, fy)), all.means);
+      REQUIRE(in_crop.shape() == Shape({c.size(), cfg.photo_encoder}));
+      // Row i of the crop is blob crop_ids[i]; row j of the whole image is blob whole_ids[j].
+      auto ci = crop_ids.to_vector(), wi = whole_ids.to_vector(), cm = c.means.to_vector();
+      std::vector<int64_t> where(b.size());
+      for (size_t j = 0; j < wi.size(); ++j) where[(size_t)wi[j]] = (int64_t)j;
+      std::vector<int64_t> crop_rows, whole_rows;
+      for (size_t i = 0; i < ci.size(); ++i)  // centres at least a pixel inside: their bilinear taps are in the crop
+        if (cm[2 * i] > 1.f && cm[2 * i] < size - 1.f && cm[2 * i + 1] > 1.f && cm[2 * i + 1] < size - 1.f) {
+          crop_rows.push_back((int64_t)i);
+          whole_rows.push_back(where[(size_t)ci[i]]);
+        }
+      REQUIRE(crop_rows.size() > 20);
+      Tensor a = gather_rows(in_crop, crop_rows), e = gather_rows(in_whole, whole_rows);
+      CHECK(max(abs(e).flatten(), 0).item() > 1e-2f);  // the features are not nothing
+      CHECK_MESSAGE(max_abs_diff(a, e) < 1e-5, "k " << k << " flips " << fx << fy);
+    }
+  // The features are learned with the deblurrer: the gradient reaches every encoder weight.
+  Blobs c = crop_blobs(b, Tensor(), top, left, size, 1, true, false, 0.f, nullptr);
+  Tensor photo = crop_square(GsModel::pad_for_encoder(image), top, left, size + 2 * reach, 1, true, false);
+  sum(square(m.encoder_features(photo, c.means))).backward();
+  for (auto& [name_, t] : m.encoder->named_parameters()) {
+    const std::string& name = name_;  // captured by doctest's message lambda
+    REQUIRE_MESSAGE(t.grad().defined(), name);
+    CHECK_MESSAGE(max(abs(t.grad()).flatten(), 0).item() > 0.f, name);
+  }
+  CHECK_THROWS(m.encoder_features(slice(image, 1, 0, 10), c.means));  // too small to be a padded photo
+}
+
 TEST_CASE("blob deblurrer: identity at initialisation, Eq. 5-8 updates, gradients reach its weights") {
   GsConfig cfg;
   cfg.dim = 32;
@@ -127,6 +181,46 @@ static GsConfig small_deblurrer(bool color_change, bool context) {
   cfg.color_change = color_change;
   cfg.context = context;
   return cfg;
+}
+
+// softplus never stops learning where ReLU(ds) does; a shrunk blob keeps its light (colour x s1 s2 / (s1' s2')).
+TEST_CASE("blob deblurrer with a softplus shrink that keeps the light: start, Eq. 7, colours, gradients") {
+  GsConfig cfg = small_deblurrer(true, false);
+  cfg.shrink = "softplus";
+  cfg.keep_light = true;
+  manual_seed(10);
+  BlobDeblurrer d(cfg);
+  Blobs b = random_blobs(40, 30, 30, 28, 0.5f, 2.f);
+  Blobs out = d.forward(b, Tensor(), Tensor(), Tensor(), 30, 30);
+  CHECK(max_abs_diff(out.scales, b.scales) < 1.001e-3);  // softplus(bias) = 1e-3 px at the start
+  CHECK(max_abs_diff(out.scales, b.scales) > 0.999e-3);
+  CHECK(rel_err(rasterize(out, 30, 30), rasterize(b, 30, 30)) < 2e-3);  // and the light is kept: nearly the identity
+  // A known head output: ds = softplus(0.5) on both axes, dc = (0.1, -0.2, 0.3).
+  for (auto& [name, t] : d.named_parameters())
+    if (name == "head.bias") t.copy_(from_vector({0.f, 0.5f, 0.5f, 0.f, 0.1f, -0.2f, 0.3f}, {7}));
+  Blobs e = d.forward(b, Tensor(), Tensor(), Tensor(), 30, 30);
+  const float ds = std::log1p(std::exp(0.5f)), dc[3] = {0.1f, -0.2f, 0.3f};
+  auto s = b.scales.to_vector(), s2 = e.scales.to_vector(), c = b.colors.to_vector(), c2 = e.colors.to_vector();
+  for (size_t i = 0; i < s.size(); ++i) CHECK(s2[i] == doctest::Approx(std::max(s[i] - ds, 0.1f)));
+  for (size_t i = 0; i < c.size(); ++i) {
+    const size_t blob = i / 3;
+    const float light = s[2 * blob] * s[2 * blob + 1] / (s2[2 * blob] * s2[2 * blob + 1]);
+    CHECK(c2[i] == doctest::Approx((c[i] + dc[i % 3]) * light).epsilon(1e-5));
+  }
+  // Even a head whose shrink is far below zero still has a gradient on it (ReLU's would be exactly zero).
+  for (auto& [name, t] : d.named_parameters())
+    if (name == "head.bias") t.copy_(from_vector({0.f, -3.f, -3.f, 0.f, 0.f, 0.f, 0.f}, {7}));
+  mse_loss(rasterize(d.forward(b, Tensor(), Tensor(), Tensor(), 30, 30), 30, 30), rasterize(b, 30, 30) * 1.2f).backward();
+  for (auto& [name, t] : d.named_parameters())
+    if (name == "head.bias") {
+      auto g = t.grad().to_vector();
+      CHECK(std::fabs(g[1]) > 0);
+      CHECK(std::fabs(g[2]) > 0);
+    }
+  CHECK(GsConfig::from_json({{"dim", 32}, {"heads", 2}}).shrink == "relu");  // configs before the option
+  CHECK_FALSE(GsConfig::from_json({{"dim", 32}, {"heads", 2}}).keep_light);
+  CHECK(GsConfig::from_json(cfg.to_json()).keep_light);
+  CHECK_THROWS(GsConfig::from_json({{"dim", 32}, {"heads", 2}, {"shrink", "tanh"}}));
 }
 
 TEST_CASE("blob deblurrer with a colour change: identity at initialisation, colours move, gradients reach dc") {

@@ -168,6 +168,10 @@ TEST_CASE("forward on gs's defocus estimator reproduces its PyTorch twin (same w
   check_forward_against_twin("gs_defocus", 1);
 }
 
+TEST_CASE("forward on gs's photo encoder reproduces its PyTorch twin (dilated convolutions, non-square batch of 2)") {
+  check_forward_against_twin("gs_photo_encoder", 1);
+}
+
 TEST_CASE("convert rebuilds gs from a plain state dict, its config read off the shapes") {
   TempDir d;
   GsConfig c;
@@ -175,6 +179,7 @@ TEST_CASE("convert rebuilds gs from a plain state dict, its config read off the 
   c.dim = 32;
   c.blocks = 2;
   c.use_depth = false;
+  c.photo_encoder = 6;
   manual_seed(5);
   GsModel m(c);
   save_safetensors(d / "plain.safetensors", m.state_dict());  // no refocus metadata
@@ -187,6 +192,7 @@ TEST_CASE("convert rebuilds gs from a plain state dict, its config read off the 
   CHECK(b.dim == 32);
   CHECK(b.blocks == 2);
   CHECK_FALSE(b.use_depth);
+  CHECK(b.photo_encoder == 6);
   auto sa = m.state_dict(), sb = back->state_dict();
   REQUIRE(sa.size() == sb.size());
   for (size_t i = 0; i < sa.size(); ++i) CHECK(max_abs_diff(sa[i].second, sb[i].second) == 0);

@@ -5,7 +5,8 @@ module tree and parameter names, so the same safetensors weights load in both.
 Tokens (per blob): a Fourier encoding of the position in pixels (periods 4..64 px), sin/cos of 2 theta, log
 scales, colour, opacity, depth at the centre, d1, log K, then the given per-blob features (local contrast);
 blobs sorted in Morton (Z) order, attention within windows of consecutive tokens, the output head applied by
-Eq. 5-8 plus a colour change.
+Eq. 5-8 plus a colour change, the shrink made non-negative by softplus and each shrunk blob's colour scaled by
+s1 s2 / (s1' s2') (its light kept; the config's "shrink" and "keep_light").
 
 Writes tests/golden/gs_deblurrer_twin.safetensors: random weights ("w.<name>", the head too, so that every
 output moves; about half the opacities and a tenth of the rotations meet Eq. 5-8's clamps), random blobs with depth inputs and half-octave context features, and the adjusted blobs
@@ -90,9 +91,10 @@ class BlobDeblurrer(nn.Module):
             x = block(x, self.window)
         out = self.head(self.ln_out(x))[inverse]
         dphi = out[:, 0].clamp(0, PI)
-        ds = F.relu(out[:, 1:3])
-        return (means, theta + dphi, (scales - ds).clamp(min=MIN_SCALE), colors + out[:, 4:7],
-                (opacity + out[:, 3]).clamp(0, 1))
+        ds = F.softplus(out[:, 1:3])
+        shrunk = (scales - ds).clamp(min=MIN_SCALE)
+        light = (scales[:, 0] * scales[:, 1] / (shrunk[:, 0] * shrunk[:, 1]))[:, None]
+        return (means, theta + dphi, shrunk, (colors + out[:, 4:7]) * light, (opacity + out[:, 3]).clamp(0, 1))
 
 
 def main():
@@ -100,7 +102,8 @@ def main():
     n, h, w = 50, 20, 26  # 50 blobs in windows of 16: three full windows and a last one of 2
     scales_sigma = [2 ** (k / 2 - 0.5) for k in range(8)]  # GsConfig::half_octave_scales(8)
     config = {"dim": 32, "heads": 2, "blocks": 2, "ffn_mult": 2, "window": 16, "use_depth": True,
-              "color_change": True, "context": True, "context_scales": scales_sigma, "init_width": 8}
+              "color_change": True, "context": True, "context_scales": scales_sigma, "init_width": 8,
+              "shrink": "softplus", "keep_light": True}
     net = BlobDeblurrer(31 + 3 * len(scales_sigma), config["dim"], config["heads"], config["blocks"], config["ffn_mult"],
                         config["window"])
     with torch.no_grad():  # a larger head than nn.Linear's default, so that Eq. 5-8's clamps are exercised
