@@ -72,14 +72,21 @@ Tensor normalise_depth(const Tensor& depth) {
   return depth / mx;
 }
 
-// A [C, H, W] (or [1, C, H, W]) map bilinearly sampled at the blob centres -> [C, N], without gradient.
-static Tensor sample_at_centres(const Tensor& map, const Tensor& means) {
-  NoGrad ng;
+// A [C, H, W] (or [1, C, H, W]) map bilinearly sampled at the blob centres moved by `offset` px -> [C, N];
+// differentiable in the map, not in the centres.
+static Tensor sample_map(const Tensor& map, const Tensor& means, float offset) {
   const int64_t c = map.size(-3), h = map.size(-2), w = map.size(-1), n = means.size(0);
   // Pixel coordinates [0, W] map onto grid_sample's [-1, 1] (align_corners = false).
   Tensor scale = from_vector({2.f / (float)w, 2.f / (float)h}, {1, 2}, means.device());
-  Tensor grid = (means.detach() * scale - 1.f).reshape({1, n, 1, 2});
+  Tensor at = offset != 0.f ? means.detach() + offset : means.detach();
+  Tensor grid = (at * scale - 1.f).reshape({1, n, 1, 2});
   return grid_sample(map.reshape({1, c, h, w}), grid, false, GridPadding::Border).reshape({c, n});
+}
+
+// The same without gradient, at the centres themselves.
+static Tensor sample_at_centres(const Tensor& map, const Tensor& means) {
+  NoGrad ng;
+  return sample_map(map, means, 0.f);
 }
 
 Tensor depth_at_blobs(const Tensor& depth_norm, const Tensor& means) {
@@ -258,7 +265,13 @@ NamedTensors GsInitializer::forward_named(const std::map<std::string, Tensor>& i
 }
 
 // --- defocus estimator ------------------------------------------------------------------------------------
-GsDefocusEstimator::GsDefocusEstimator(const GsConfig& c) : cfg_(c) {
+Tensor GsImageMap::deblur(const Tensor&, const Tensor&, const Tensor&) {
+  throw Error(name() + " is a part of gs: it maps an image to what gs needs and does not deblur by itself (use --model gs)");
+}
+
+NamedTensors GsImageMap::forward_named(const std::map<std::string, Tensor>& in) { return {{"out0", forward(in.at("x"))}}; }
+
+GsDefocusEstimator::GsDefocusEstimator(const GsConfig& c) : GsImageMap(c) {
   const int64_t w = c.defocus_width;
   enc_ = register_module("enc", conv_relu_stack({{3, w, 1}, {w, w, 1}}));                        // H
   down1_ = register_module("down1", conv_relu_stack({{w, 2 * w, 2}, {2 * w, 2 * w, 1}}));        // H/2
@@ -280,14 +293,9 @@ Tensor GsDefocusEstimator::forward(const Tensor& images) {
   return slice(slice(full, 2, 0, h), 3, 0, w);
 }
 
-Tensor GsDefocusEstimator::deblur(const Tensor&, const Tensor&, const Tensor&) {
-  throw Error("gs_defocus is a part of gs: it estimates defocus and does not deblur by itself (use --model gs)");
-}
-
-NamedTensors GsDefocusEstimator::forward_named(const std::map<std::string, Tensor>& in) { return {{"out0", forward(in.at("x"))}}; }
 
 // --- photo encoder ---------------------------------------------------------------------------------------
-GsPhotoEncoder::GsPhotoEncoder(const GsConfig& c) : cfg_(c) {
+GsPhotoEncoder::GsPhotoEncoder(const GsConfig& c) : GsImageMap(c) {
   const int64_t w = c.photo_encoder;
   RF_CHECK(w > 0, "gs photo encoder: the config has no photo_encoder width");
   conv0_ = register_module("conv0", std::make_shared<Conv2d>(3, w, 3, ConvOptions::make(1, 1, 1)));
@@ -300,11 +308,6 @@ Tensor GsPhotoEncoder::forward(const Tensor& images) {
   return conv2_->forward(relu(conv1_->forward(relu(conv0_->forward(images)))));
 }
 
-Tensor GsPhotoEncoder::deblur(const Tensor&, const Tensor&, const Tensor&) {
-  throw Error("gs_photo_encoder is a part of gs: it describes the photo and does not deblur by itself (use --model gs)");
-}
-
-NamedTensors GsPhotoEncoder::forward_named(const std::map<std::string, Tensor>& in) { return {{"out0", forward(in.at("x"))}}; }
 
 // --- blob deblurrer -------------------------------------------------------------------------------------------
 BlobDeblurrer::BlobDeblurrer(const GsConfig& c) : cfg_(c) {
@@ -312,6 +315,7 @@ BlobDeblurrer::BlobDeblurrer(const GsConfig& c) : cfg_(c) {
   for (int64_t i = 0; i < c.blocks; ++i)
     blocks_.push_back(register_module("blocks." + std::to_string(i), std::make_shared<TransformerBlock>(c.dim, c.heads, c.ffn_mult)));
   ln_out_ = register_module("ln_out", std::make_shared<LayerNorm>(c.dim));
+  RF_CHECK(c.shrink == "relu" || c.shrink == "softplus", "gs config: shrink must be relu or softplus, got '", c.shrink, "'");
   head_ = register_module("head", std::make_shared<Linear>(c.dim, c.head_outputs()));
   head_->weight.fill_(0.f);
   std::vector<float> bias(c.head_outputs(), 0.f);
@@ -378,7 +382,7 @@ Blobs BlobDeblurrer::forward(const Blobs& b, const Tensor& d2, const Tensor& d1,
                                  cfg_.photo_encoder == 0),
              "blob deblurrer: the ",
              cfg_.defocus ? "defocus feature" : cfg_.photo_encoder > 0 ? "photo encoder's features" : "local contrast or patch of the image",
-             " needs the image (GsModel::blob_features)");
+             " needs the image (GsModel::blob_features, GsModel::with_encoder_features)");
     f.push_back(extra.defined() ? extra : blob_context(b, h, w, cfg_.context_scales));
   }
   Tensor tokens = concat(f, 1);
@@ -457,24 +461,19 @@ GsModel::GsModel(const GsConfig& c) : cfg(c) {
   if (c.photo_encoder > 0) encoder = register_module("encoder", std::make_shared<GsPhotoEncoder>(c));
 }
 
-Tensor GsModel::pad_for_encoder(const Tensor& image) {
+Tensor GsModel::pad_for_encoder(const Tensor& image, int64_t pad) {
   RF_CHECK(image.dim() == 3, "gs photo encoder: the image must be [3, H, W], got ", describe(image));
-  const int64_t r = GsPhotoEncoder::kReach;
-  return pad2d(unsqueeze(image, 0), r, r, r, r, PadMode::Replicate)[0];
+  return pad2d(unsqueeze(image, 0), pad, pad, pad, pad, PadMode::Replicate)[0];
 }
 
-Tensor GsModel::encoder_features(const Tensor& photo, const Tensor& means) {
-  RF_CHECK(encoder, "gs: this model has no photo encoder");
-  const int64_t r = GsPhotoEncoder::kReach, c = cfg.photo_encoder, n = means.size(0);
-  RF_CHECK(photo.dim() == 3 && photo.size(0) == 3 && photo.size(1) > 2 * r && photo.size(2) > 2 * r,
-           "gs photo encoder: the photo must be [3, H + ", 2 * r, ", W + ", 2 * r, "] (padded), got ", describe(photo));
-  const int64_t h = photo.size(1), w = photo.size(2);
-  Tensor features = encoder->forward(unsqueeze(photo, 0));  // [1, C, H + 2r, W + 2r]
-  // Blob centres in the padded photo's pixels onto grid_sample's [-1, 1] (align_corners = false); unlike
-  // sample_at_centres, the gradient flows into the features.
-  Tensor scale = from_vector({2.f / (float)w, 2.f / (float)h}, {1, 2}, means.device());
-  Tensor grid = ((means.detach() + (float)r) * scale - 1.f).reshape({1, n, 1, 2});
-  return permute(grid_sample(features, grid, false, GridPadding::Border).reshape({c, n}), {1, 0});
+Tensor GsModel::with_encoder_features(const Tensor& fixed, const Tensor& photo, const Tensor& means, int64_t pad) {
+  if (!encoder) return fixed;
+  RF_CHECK(photo.dim() == 3 && photo.size(0) == 3 && photo.size(1) > 2 * pad && photo.size(2) > 2 * pad,
+           "gs photo encoder: the photo must be [3, H + ", 2 * pad, ", W + ", 2 * pad, "] (padded by ", pad, " px), got ",
+           describe(photo));
+  Tensor features = encoder->forward(unsqueeze(photo, 0));                             // [1, C, H + 2 pad, ...]
+  Tensor learned = permute(sample_map(features, means, (float)pad), {1, 0});          // [N, C], with gradient
+  return fixed.defined() ? concat({fixed, learned}, 1) : learned;
 }
 
 Tensor GsModel::blob_features(const Blobs& b, const Tensor& image) {
@@ -494,7 +493,9 @@ Tensor GsModel::blob_features(const Blobs& b, const Tensor& image) {
 
 std::string GsModel::description() const {
   return cat("gs (", cfg.use_depth ? "with depth maps" : "w/o depth", cfg.defocus ? ", defocus from its own estimator" : "",
-             ", ", cfg.fit_iters, " fitting iterations)");
+             cfg.photo_encoder > 0 ? cat(", a ", cfg.photo_encoder, "-channel photo encoder") : std::string(),
+             cfg.shrink == "softplus" ? ", softplus shrink" : "", cfg.keep_light ? " keeping the light" : "", ", ",
+             cfg.fit_iters, " fitting iterations)");
 }
 
 Tensor GsModel::deblur(const Tensor& input, const Tensor& depth, const Tensor& defocus) {
@@ -563,7 +564,8 @@ nlohmann::json gs_config_from_state_dict(std::map<std::string, Tensor>& t) {
   c.context = context_features > 0;
   if (context_features > 0 && context_features != 9) c.context_scales = GsConfig::half_octave_scales(context_features / 3);
   // Not visible in the shapes: what the local contrast is taken of (read as the render, as the twins' files and
-  // those before session 16 are), a patch (read as none) and the head count (the default, when it divides dim).
+  // those before session 16 are), a patch (read as none), the shrink and the kept light (read as the paper's ReLU
+  // without) and the head count (the default, when it divides dim).
   if (c.dim % c.heads != 0) c.heads = 1;
   return c.to_json();
 }
@@ -591,10 +593,7 @@ GsResult gs_deblur(GsModel& m, const Tensor& image, const Tensor& depth_in, int 
   Blobs b = fit.params.blobs();
   Tensor d2 = dn.defined() ? depth_at_blobs(dn, b.means) : Tensor();
   Tensor extra = m.blob_features(b, image);
-  if (m.encoder) {
-    Tensor learned = m.encoder_features(GsModel::pad_for_encoder(image), b.means);
-    extra = extra.defined() ? concat({extra, learned}, 1) : learned;
-  }
+  if (m.encoder) extra = m.with_encoder_features(extra, GsModel::pad_for_encoder(image), b.means, GsPhotoEncoder::kReach + 1);
   r.deblurred = m.deblurrer->forward(b, d2, fit.params.d1, fit.params.log_k, h, w, extra);
   Tensor out = rasterize(r.deblurred, h, w);
   if (m.cfg.residual) out = image + (out - rasterize(b, h, w));

@@ -157,56 +157,60 @@ class GsInitializer : public Model {
   std::shared_ptr<Conv2d> head_;
 };
 
-// [ours] gs's defocus estimator: image [B, 3, H, W] -> CoC radius in px [B, 1, H, W] (softplus, >= 0). Three
-// stride-2 levels (a receptive field of ~70 px: blur is judged against the structure around it), one skip at
-// H/4, the map predicted at H/4 and resized bilinearly. Trained by train_gs's "defocus" stage on the defocus
-// maps of the synthetic sets (make_synth writes them). Also a model of its own in the registry ("gs_defocus"):
-// `forward` input x, output out0.
-class GsDefocusEstimator : public Model {
+// A part of gs that maps a batch of images to per-pixel maps (the defocus estimator, the photo encoder). Each is also
+// a model of its own in the registry, so that `forward` reaches it (input x, output out0); none deblurs by itself.
+class GsImageMap : public Model {
  public:
-  explicit GsDefocusEstimator(const GsConfig& c);
-  Tensor forward(const Tensor& images);
-
-  std::string name() const override { return "gs_defocus"; }
+  explicit GsImageMap(const GsConfig& c) : cfg_(c) {}
+  virtual Tensor forward(const Tensor& images) = 0;  // [B, 3, H, W] -> [B, C, H, W]
   nlohmann::json config() const override { return cfg_.to_json(); }
-  Tensor deblur(const Tensor&, const Tensor&, const Tensor&) override;
+  Tensor deblur(const Tensor&, const Tensor&, const Tensor&) override;  // refused: use --model gs
   std::vector<std::string> forward_inputs() const override { return {"x"}; }
   NamedTensors forward_named(const std::map<std::string, Tensor>& inputs) override;
 
- private:
+ protected:
   GsConfig cfg_;
+};
+
+// [ours] gs's defocus estimator: image [B, 3, H, W] -> CoC radius in px [B, 1, H, W] (softplus, >= 0). Three
+// stride-2 levels (a receptive field of ~70 px: blur is judged against the structure around it), one skip at
+// H/4, the map predicted at H/4 and resized bilinearly. Trained by train_gs's "defocus" stage on the defocus
+// maps of the synthetic sets (make_synth writes them). Registry: "gs_defocus".
+class GsDefocusEstimator : public GsImageMap {
+ public:
+  explicit GsDefocusEstimator(const GsConfig& c);
+  Tensor forward(const Tensor& images) override;
+  std::string name() const override { return "gs_defocus"; }
+
+ private:
   std::shared_ptr<Sequential> enc_, down1_, down2_, down3_, up_, merge_;
   std::shared_ptr<Conv2d> head_;
 };
 
 // [ours] gs's photo encoder: image [B, 3, H, W] -> features [B, cfg.photo_encoder, H, W], three 3x3 convolutions
 // (dilations 1, 2, 4: each feature sees kReach px of the photo on every side; ReLU between, none after), zero
-// padding. Its features at each blob centre join the blob's token (GsConfig::photo_encoder). Callers pad the photo
-// by kReach px (replicate) first, so that a training crop's features see the photo around it as a whole image's
-// do. Also a model of its own in the registry ("gs_photo_encoder"): `forward` input x, output out0.
-class GsPhotoEncoder : public Model {
+// padding. Its features at each blob centre join the blob's token (GsConfig::photo_encoder). gs pads the photo
+// first (replicated edges; GsModel::pad_for_encoder), by enough that no sampled feature sees the zero padding:
+// a training crop's features then see the photo around it as a whole image's do. Registry: "gs_photo_encoder".
+class GsPhotoEncoder : public GsImageMap {
  public:
   static constexpr int64_t kReach = 7;
   explicit GsPhotoEncoder(const GsConfig& c);
-  Tensor forward(const Tensor& images);
-
+  Tensor forward(const Tensor& images) override;
   std::string name() const override { return "gs_photo_encoder"; }
-  nlohmann::json config() const override { return cfg_.to_json(); }
-  Tensor deblur(const Tensor&, const Tensor&, const Tensor&) override;
-  std::vector<std::string> forward_inputs() const override { return {"x"}; }
-  NamedTensors forward_named(const std::map<std::string, Tensor>& inputs) override;
 
  private:
-  GsConfig cfg_;
   std::shared_ptr<Conv2d> conv0_, conv1_, conv2_;
 };
 
 // The blob deblurrer of Sec. 3.2: a Transformer over all blobs (3 blocks of self-attention + FFN). A token
 // is a blob's parameters with a Fourier encoding of its position, its depth and the image-level d1, K.
-// With cfg.context the token also carries blob_context's features, with cfg.defocus the estimated defocus.
-// Outputs (dtheta, ds1, ds2, do) applied by Eq. 5-8 (+ a colour change dc with cfg.color_change); the output
-// layer starts at zero, so the deblurrer starts at the identity (ds gets a bias of 1e-3 px so that ReLU(ds)
-// has a gradient from the start).
+// With cfg.context the token also carries the local contrast, with cfg.context_patch the photo's patch, with
+// cfg.defocus the estimated defocus, with cfg.photo_encoder the encoder's features.
+// Outputs (dtheta, ds1, ds2, do) applied by Eq. 5-8 (+ a colour change dc with cfg.color_change; the shrink made
+// non-negative by cfg.shrink, the light kept with cfg.keep_light); the output layer starts at zero, so the
+// deblurrer starts at the identity, except for a bias giving a 1e-3 px shrink (so that ReLU(ds) has a gradient
+// from the start).
 // It is also a model of its own in the registry ("gs_deblurrer"), so that `forward` reaches it (the PyTorch twin):
 // inputs means, theta, scales, colors, opacity (one row per blob), image_size [2] = (H, W), + d2, d1, log_k with
 // depth, + extra [N, cfg.extra_features()] when the config has any; outputs out0..out4 = the adjusted blobs.
@@ -218,10 +222,11 @@ class BlobDeblurrer : public Model {
   Tensor deblur(const Tensor&, const Tensor&, const Tensor&) override;
   std::vector<std::string> forward_inputs() const override;
   NamedTensors forward_named(const std::map<std::string, Tensor>& inputs) override;
-  // d2 [N] (or undefined), d1 and log_k [1] (or undefined): depth inputs. extra: the per-blob features of
-  // GsModel::blob_features [N, cfg.extra_features()], computed on the whole image the blobs came from (training
-  // crops pass them, so that a crop's edge does not change them); without defocus they may be left undefined
-  // and are then computed from b. Returns the adjusted blobs.
+  // d2 [N] (or undefined), d1 and log_k [1] (or undefined): depth inputs. extra [N, cfg.extra_features()]: the
+  // per-blob features, GsModel::blob_features (computed on the whole image the blobs came from: training crops
+  // pass them, so that a crop's edge does not change them) then GsModel::with_encoder_features'; they may be left
+  // undefined only when the only ones are the render's local contrast, which is then computed from b. Returns the
+  // adjusted blobs.
   Blobs forward(const Blobs& b, const Tensor& d2, const Tensor& d1, const Tensor& log_k, int64_t height, int64_t width,
                 const Tensor& extra = Tensor());
 
@@ -245,7 +250,7 @@ Tensor orient_patches(const Tensor& extra, int64_t first, int64_t p, int k, bool
 // local_contrast of the blobs' render.
 Tensor blob_context(const Blobs& b, int64_t height, int64_t width, const std::vector<float>& sigmas);
 
-// The whole network: initializer.* and deblurrer.* parameters in one checkpoint.
+// The whole network: initializer.*, deblurrer.* (+ estimator.*, encoder.*) parameters in one checkpoint.
 class GsModel : public Model {
  public:
   explicit GsModel(const GsConfig& c);
@@ -255,15 +260,18 @@ class GsModel : public Model {
   std::shared_ptr<GsDefocusEstimator> estimator;  // with cfg.defocus
   std::shared_ptr<GsPhotoEncoder> encoder;        // with cfg.photo_encoder > 0
 
-  // The deblurrer's per-blob features beyond the blob itself ([N, cfg.extra_features()], undefined when none):
-  // the local contrast (of b's render or of the image, cfg.context_source) and log(1 + the estimated CoC) at each
-  // centre. image [3, H, W].
+  // The deblurrer's per-blob features computed once per image ([N, cfg.fixed_features()], undefined when none):
+  // the local contrast (of b's render or of the image, cfg.context_source), the photo's patch and log(1 + the
+  // estimated CoC) at each centre. image [3, H, W].
   Tensor blob_features(const Blobs& b, const Tensor& image);
-  // The photo encoder's features at each blob centre, [N, cfg.photo_encoder], differentiable in the encoder's
-  // weights. photo [3, H + 2 r, W + 2 r]: the image with r = GsPhotoEncoder::kReach px of context on every side
-  // (pad_for_encoder, or a training crop taken of it); means in the image's pixels.
-  Tensor encoder_features(const Tensor& photo, const Tensor& means);
-  static Tensor pad_for_encoder(const Tensor& image);  // [3, H, W] -> [3, H + 2 r, W + 2 r], replicated edges
+  // `fixed` (blob_features, may be undefined) followed, with the photo encoder, by the encoder's features at each
+  // blob centre ([N, cfg.photo_encoder], differentiable in the encoder's weights): all of the deblurrer's extra
+  // features. photo [3, H + 2 pad, W + 2 pad]: the image padded by `pad` px on every side (pad_for_encoder, or a
+  // training crop taken of such an image); means in the image's (the crop's) pixels.
+  Tensor with_encoder_features(const Tensor& fixed, const Tensor& photo, const Tensor& means, int64_t pad);
+  // [3, H, W] -> [3, H + 2 pad, W + 2 pad], replicated edges. The default covers the encoder's reach beyond a blob
+  // centre and its bilinear tap.
+  static Tensor pad_for_encoder(const Tensor& image, int64_t pad = GsPhotoEncoder::kReach + 1);
 
   std::string name() const override { return "gs"; }
   nlohmann::json config() const override { return cfg.to_json(); }

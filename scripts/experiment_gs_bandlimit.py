@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """How much a deblurrer whose change is band-limited could gain at most (issue 13): the ideal correction
-(target - input) low-passed by a Gaussian of sigma px, added to the input, scored against the target. gs's change
+(target - input) low-passed by a Gaussian of sigma px, added to the input and clipped to [0, 1] (as gs clamps its
+output), scored against the target. gs's change
 is a render of blobs on a 2x2-px lattice (fitted sigma about 0.7 px), so its ceiling lies near these figures; an
 image-to-image network's correction has no such limit.
 
@@ -31,7 +32,7 @@ def main():
         y = np.asarray(Image.open(p.replace(os.sep + "source" + os.sep, os.sep + "target" + os.sep)).convert("RGB"),
                        dtype=np.float64) / 255
         e = y - x
-        rows.append([psnr(x, y)] + [psnr(x + gaussian_filter(e, (s, s, 0)), y) for s in a.sigmas])
+        rows.append([psnr(x, y)] + [psnr(np.clip(x + gaussian_filter(e, (s, s, 0)), 0, 1), y) for s in a.sigmas])
     r = np.array(rows)
     print(f"{len(rows)} images, input {r[:, 0].mean():.2f} dB")
     for k, s in enumerate(a.sigmas):

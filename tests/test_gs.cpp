@@ -75,8 +75,9 @@ TEST_CASE("image patches turn with the crop: the patches of a rotated or flipped
   CHECK_THROWS(orient_patches(extra, 3, p, 1, false, false));  // no 4x4 patch at column 3 of 50
 }
 
-// The recipe takes a training crop's encoder features of the crop padded by the encoder's reach and turned as the
-// crop is; they must be those of the whole image turned the same way, at the same blobs.
+// The recipe takes a training crop's encoder features of the crop padded by the margin, the encoder's reach and a
+// bilinear tap, turned as the crop is; they must be those of the whole image turned the same way, at the same blobs,
+// for every blob the crop keeps (the margin's too).
 TEST_CASE("photo encoder features of a rotated or flipped training crop are the turned whole image's, for all 8") {
   GsConfig cfg;
   cfg.dim = 16;
@@ -85,7 +86,8 @@ TEST_CASE("photo encoder features of a rotated or flipped training crop are the 
   manual_seed(19);
   GsModel m(cfg);
   REQUIRE(m.encoder);
-  const int64_t side = 40, top = 6, left = 10, size = 24, reach = GsPhotoEncoder::kReach;
+  const float margin = 8.f;
+  const int64_t side = 40, top = 6, left = 10, size = 24, pad = GsPhotoEncoder::kReach + 1 + 8;
   Tensor image = rand({3, side, side});  // square, so that the whole image turns like a crop
   Blobs b = random_blobs(150, (float)side, (float)side, 7, 0.6f, 2.5f);
   std::vector<float> ids(b.size());
@@ -95,38 +97,43 @@ TEST_CASE("photo encoder features of a rotated or flipped training crop are the 
     for (int f = 0; f < 4; ++f) {
       const bool fx = f & 1, fy = f & 2;
       Tensor crop_ids, whole_ids;
-      Blobs c = crop_blobs(b, Tensor(), top, left, size, k, fx, fy, 0.f, nullptr, id, &crop_ids);
-      Tensor photo = crop_square(GsModel::pad_for_encoder(image), top, left, size + 2 * reach, k, fx, fy);
-      Tensor in_crop = m.encoder_features(photo, c.means);
+      Blobs c = crop_blobs(b, Tensor(), top, left, size, k, fx, fy, margin, nullptr, id, &crop_ids);
+      Tensor photo = crop_square(GsModel::pad_for_encoder(image, pad), top, left, size + 2 * pad, k, fx, fy);
+      Tensor in_crop = m.with_encoder_features(Tensor(), photo, c.means, pad);
       Blobs all = crop_blobs(b, Tensor(), 0, 0, side, k, fx, fy, 0.f, nullptr, id, &whole_ids);
       REQUIRE(all.size() == b.size());
-      Tensor in_whole = m.encoder_features(GsModel::pad_for_encoder(crop_square(image, 0, 0, side, k, fx, fy)), all.means);
+      Tensor whole = GsModel::pad_for_encoder(crop_square(image, 0, 0, side, k, fx, fy), pad);
+      Tensor in_whole = m.with_encoder_features(Tensor(), whole, all.means, pad);
       REQUIRE(in_crop.shape() == Shape({c.size(), cfg.photo_encoder}));
       // Row i of the crop is blob crop_ids[i]; row j of the whole image is blob whole_ids[j].
       auto ci = crop_ids.to_vector(), wi = whole_ids.to_vector(), cm = c.means.to_vector();
-      std::vector<int64_t> where(b.size());
+      std::vector<int64_t> where(b.size()), whole_rows;
       for (size_t j = 0; j < wi.size(); ++j) where[(size_t)wi[j]] = (int64_t)j;
-      std::vector<int64_t> crop_rows, whole_rows;
-      for (size_t i = 0; i < ci.size(); ++i)  // centres at least a pixel inside: their bilinear taps are in the crop
-        if (cm[2 * i] > 1.f && cm[2 * i] < size - 1.f && cm[2 * i + 1] > 1.f && cm[2 * i + 1] < size - 1.f) {
-          crop_rows.push_back((int64_t)i);
-          whole_rows.push_back(where[(size_t)ci[i]]);
-        }
-      REQUIRE(crop_rows.size() > 20);
-      Tensor a = gather_rows(in_crop, crop_rows), e = gather_rows(in_whole, whole_rows);
+      int64_t in_margin = 0;
+      for (size_t i = 0; i < ci.size(); ++i) {
+        whole_rows.push_back(where[(size_t)ci[i]]);
+        if (cm[2 * i] < 0.f || cm[2 * i + 1] < 0.f || cm[2 * i] >= size || cm[2 * i + 1] >= size) in_margin++;
+      }
+      REQUIRE(c.size() > 40);
+      REQUIRE(in_margin > 5);
+      Tensor e = gather_rows(in_whole, whole_rows);
       CHECK(max(abs(e).flatten(), 0).item() > 1e-2f);  // the features are not nothing
-      CHECK_MESSAGE(max_abs_diff(a, e) < 1e-5, "k " << k << " flips " << fx << fy);
+      CHECK_MESSAGE(max_abs_diff(in_crop, e) < 1e-5, "k " << k << " flips " << fx << fy);
     }
   // The features are learned with the deblurrer: the gradient reaches every encoder weight.
-  Blobs c = crop_blobs(b, Tensor(), top, left, size, 1, true, false, 0.f, nullptr);
-  Tensor photo = crop_square(GsModel::pad_for_encoder(image), top, left, size + 2 * reach, 1, true, false);
-  sum(square(m.encoder_features(photo, c.means))).backward();
+  Blobs c = crop_blobs(b, Tensor(), top, left, size, 1, true, false, margin, nullptr);
+  Tensor photo = crop_square(GsModel::pad_for_encoder(image, pad), top, left, size + 2 * pad, 1, true, false);
+  Tensor fixed = rand({c.size(), 2});
+  Tensor extra = m.with_encoder_features(fixed, photo, c.means, pad);
+  REQUIRE(extra.shape() == Shape({c.size(), 2 + cfg.photo_encoder}));
+  CHECK(max_abs_diff(slice(extra, 1, 0, 2), fixed) == 0.0);  // the fixed features first, as they were
+  sum(square(extra)).backward();
   for (auto& [name_, t] : m.encoder->named_parameters()) {
     const std::string& name = name_;  // captured by doctest's message lambda
     REQUIRE_MESSAGE(t.grad().defined(), name);
     CHECK_MESSAGE(max(abs(t.grad()).flatten(), 0).item() > 0.f, name);
   }
-  CHECK_THROWS(m.encoder_features(slice(image, 1, 0, 10), c.means));  // too small to be a padded photo
+  CHECK_THROWS(m.with_encoder_features(Tensor(), slice(photo, 1, 0, 30), c.means, pad));  // too small for its padding
 }
 
 TEST_CASE("blob deblurrer: identity at initialisation, Eq. 5-8 updates, gradients reach its weights") {
@@ -220,6 +227,7 @@ TEST_CASE("blob deblurrer with a softplus shrink that keeps the light: start, Eq
   CHECK(GsConfig::from_json({{"dim", 32}, {"heads", 2}}).shrink == "relu");  // configs before the option
   CHECK_FALSE(GsConfig::from_json({{"dim", 32}, {"heads", 2}}).keep_light);
   CHECK(GsConfig::from_json(cfg.to_json()).keep_light);
+  CHECK(GsConfig::from_json(cfg.to_json()).shrink == "softplus");
   CHECK_THROWS(GsConfig::from_json({{"dim", 32}, {"heads", 2}, {"shrink", "tanh"}}));
 }
 

@@ -129,9 +129,11 @@ TEST_CASE("run_deblur with a linear input shows the network the image brightened
 
 // `forward --model NAME` on the weights and inputs of tests/golden/NAME_twin.safetensors reproduces the twin's
 // outputs; a missing input is named.
-static void check_forward_against_twin(const std::string& model, size_t outputs, const std::string& first_input = "x") {
+// golden: the file's name when a model has several (tests/golden/GOLDEN_twin.safetensors).
+static void check_forward_against_twin(const std::string& model, size_t outputs, const std::string& first_input = "x",
+                                       const std::string& golden = "") {
   TempDir d;
-  auto expected = split_twin(model, d);
+  auto expected = split_twin(golden.empty() ? model : golden, d);
   const std::string run = "forward --model " + model + " --device cpu --weights " + (d / "weights.safetensors") +
                           " --config " + (d / "config.json") + " ";
   int code = 0;
@@ -159,9 +161,11 @@ TEST_CASE("forward on gs's initializer reproduces its PyTorch twin (same weights
 }
 
 // Windowed attention over Morton-ordered blobs, depth inputs, half-octave context features and every head output
-// (the twin's head is random: the colour change and Eq. 5-8's clamps are exercised).
+// (the twin's head is random: the colour change and Eq. 5-8's clamps are exercised), with train_gs's softplus shrink
+// keeping the light, and with the paper's ReLU (the config's default).
 TEST_CASE("forward on gs's blob deblurrer reproduces its PyTorch twin (windows, depth, half-octave context)") {
   check_forward_against_twin("gs_deblurrer", 5, "means");
+  check_forward_against_twin("gs_deblurrer", 5, "means", "gs_deblurrer_relu");
 }
 
 TEST_CASE("forward on gs's defocus estimator reproduces its PyTorch twin (same weights, non-square batch of 2)") {

@@ -34,12 +34,18 @@ struct CachedFit {
   bool sharp = false;    // a sharp pair: the fit of a training target, to be left as it is
 };
 
+// Training crops keep the blobs whose centres lie within this many px outside the crop (they reach into it).
+constexpr float kCropMargin = 8.f;
+// With the photo encoder, each training image is padded by this much: the margin blobs' features (the encoder's
+// reach and a bilinear tap beyond their centres) see the photo, as at test time, never the zero padding.
+constexpr int64_t kEncoderPad = GsPhotoEncoder::kReach + 1 + (int64_t)kCropMargin;
+
 struct GsTraining {
   TrainContext* ctx = nullptr;
   std::unique_ptr<TrainLoader> loader;
   std::vector<CachedFit> fits;
   std::vector<Tensor> targets, inputs;
-  std::vector<Tensor> padded;  // with the photo encoder: each input padded by GsPhotoEncoder::kReach px
+  std::vector<Tensor> padded;  // with the photo encoder: each input padded by kEncoderPad px
 
   GsModel& model() const { return static_cast<GsModel&>(*ctx->model); }
   // Fit f: training image f's input for f < samples, then the sharp pairs [ours]: the targets of every
@@ -138,7 +144,7 @@ struct GsTraining {
       Tensor input = sharp ? targets[f] : read_image(ds.samples[i].input, 3);
       c.extra = m.blob_features(c.blobs, input.to(ctx->device));
       if (m.cfg.residual) inputs[f] = input;
-      if (m.encoder) padded[f] = GsModel::pad_for_encoder(input);
+      if (m.encoder) padded[f] = GsModel::pad_for_encoder(input, kEncoderPad);
     }
   }
 
@@ -146,7 +152,7 @@ struct GsTraining {
   StepResult deblurrer_step(int64_t step) {
     GsModel& m = model();
     const int64_t crop = ctx->opt.crop, batch = ctx->opt.batch;
-    const float ssim_weight = (float)ctx->opt.net["ssim_weight"].get<double>(), margin = 8.f;
+    const float ssim_weight = (float)ctx->opt.net["ssim_weight"].get<double>();
     const bool psnr_loss = ctx->opt.net["loss"].get<std::string>() == "psnr";
     const float sharp_floor = (float)std::pow(10.0, -ctx->opt.net["sharp_cap_db"].get<double>() / 10.0);  // an MSE
     const bool measure = step % 50 == 0;
@@ -161,15 +167,13 @@ struct GsTraining {
       int k = (int)g.randint(4);
       bool fx = g.uniform() < 0.5f, fy = g.uniform() < 0.5f;
       Tensor d2, extra;
-      Blobs blobs = crop_blobs(c.blobs, c.d2, top, left, crop, k, fx, fy, margin, &d2, c.extra, &extra);
+      Blobs blobs = crop_blobs(c.blobs, c.d2, top, left, crop, k, fx, fy, kCropMargin, &d2, c.extra, &extra);
       if (m.cfg.context_patch > 0) extra = orient_patches(extra, m.cfg.context_features(), m.cfg.context_patch, k, fx, fy);
       if (m.encoder) {
-        // The crop with kReach px of the photo around it, turned as the crop is: the padded image's (top, left)
-        // is the image's (top - kReach, left - kReach), and both squares turn about the same centre.
-        const int64_t reach = GsPhotoEncoder::kReach;
-        Tensor photo = crop_square(padded[idx], top, left, crop + 2 * reach, k, fx, fy).to(ctx->device);
-        Tensor learned = m.encoder_features(photo, blobs.means);
-        extra = extra.defined() ? concat({extra, learned}, 1) : learned;
+        // The crop with kEncoderPad px of the photo around it, turned as the crop is: the padded image's (top, left)
+        // is the image's (top - kEncoderPad, left - kEncoderPad), and both squares turn about the same centre.
+        Tensor photo = crop_square(padded[idx], top, left, crop + 2 * kEncoderPad, k, fx, fy).to(ctx->device);
+        extra = m.with_encoder_features(extra, photo, blobs.means, kEncoderPad);
       }
       Tensor target = crop_square(targets[idx], top, left, crop, k, fx, fy).to(ctx->device);
       Blobs adjusted = m.deblurrer->forward(blobs, d2, c.d1, c.log_k, crop, crop, extra);
@@ -222,11 +226,11 @@ Recipe gs_recipe() {
       {"--fit-iters", "fit_iters", (int64_t)600, "Adam iterations of each blob fit (training and test time)", 1, 1e6},
       {"--min-lr", "min_lr", 8e-5, "the deblurrer's learning rate at the end of its cosine decay", 0, 1},
       {"--loss", "loss", std::string("psnr"), "deblurrer loss: psnr (the mean over crops of -PSNR, as the mean PSNR weighs images) or mse"},
-      {"--ssim-weight", "ssim_weight", 0.0, "deblurrer loss: MSE + w (1 - SSIM) (0.3 traded PSNR for SSIM)", 0, 100},
+      {"--ssim-weight", "ssim_weight", 0.0, "deblurrer loss: adds w (1 - SSIM) to --loss (0.3 with the MSE traded PSNR for SSIM)", 0, 100},
       {"--window", "window", (int64_t)-1, "attention within windows of N Z-ordered blobs (0: all; -1: 256 on CPU, all on GPU)", -1, 1e9},
       {"--no-depth", "no_depth", false, "train the paper's \"w/o depth\" variant even when the data has depth"},
       {"--paper-deblurrer", "paper_deblurrer", false,
-       "the paper's deblurrer: tokens of blob parameters and depth, Eq. 5-8 only with ReLU (default [ours]: + local contrast, patch, colour change, softplus, light kept)"},
+       "the paper's deblurrer: tokens of blob parameters and depth, Eq. 5-8 only with ReLU (default [ours]: + local contrast, patch, colour change, softplus, light kept; overrides those flags)"},
       // Half octaves since session 15: +0.45 dB over the input against the octaves' +0.38 (same fits, 3000 steps).
       {"--context-bands", "context_bands", std::string("half-octaves"),
        "the local-contrast tokens' blur scales: half-octaves (0.7 to 8 px, 8 bands) or octaves (1, 2, 4 px)"},
@@ -291,7 +295,8 @@ Recipe gs_recipe() {
     c.residual = !n["paper_output"].get<bool>();
     // [ours] by default (README, issue 13): on the demo's data the paper's head gains +0.07 dB over the input,
     // a colour change +0.21 dB, the colour change with local-contrast tokens +0.40 dB (600 steps).
-    c.color_change = c.context = !n["paper_deblurrer"].get<bool>();
+    const bool paper = n["paper_deblurrer"].get<bool>();
+    c.color_change = c.context = !paper;
     const std::string bands = n["context_bands"].get<std::string>();
     RF_CHECK(bands == "octaves" || bands == "half-octaves", "train_gs: --context-bands must be octaves or half-octaves, got '",
              bands, "'");
@@ -299,14 +304,15 @@ Recipe gs_recipe() {
     c.context_source = n["context_source"].get<std::string>();
     RF_CHECK(c.context_source == "render" || c.context_source == "image" || c.context_source == "both",
              "train_gs: --context-source must be render, image or both, got '", c.context_source, "'");
-    c.context_patch = n["context_patch"].get<int64_t>();
+    c.context_patch = paper ? 0 : n["context_patch"].get<int64_t>();
     c.photo_encoder = n["photo_encoder"].get<int64_t>();
+    RF_CHECK(!paper || c.photo_encoder == 0, "train_gs: --paper-deblurrer takes the paper's tokens: no --photo-encoder");
     c.shrink = n["shrink"].get<std::string>();
     RF_CHECK(c.shrink == "relu" || c.shrink == "softplus", "train_gs: --shrink must be relu or softplus, got '", c.shrink, "'");
     const std::string keep_light = n["keep_light"].get<std::string>();
     RF_CHECK(keep_light == "on" || keep_light == "off", "train_gs: --keep-light must be on or off, got '", keep_light, "'");
     c.keep_light = keep_light == "on";
-    if (n["paper_deblurrer"].get<bool>()) {  // Eq. 5-8 as the paper writes them
+    if (paper) {  // Eq. 5-8 as the paper writes them
       c.shrink = "relu";
       c.keep_light = false;
     }

@@ -5,10 +5,11 @@ module tree and parameter names, so the same safetensors weights load in both.
 Tokens (per blob): a Fourier encoding of the position in pixels (periods 4..64 px), sin/cos of 2 theta, log
 scales, colour, opacity, depth at the centre, d1, log K, then the given per-blob features (local contrast);
 blobs sorted in Morton (Z) order, attention within windows of consecutive tokens, the output head applied by
-Eq. 5-8 plus a colour change, the shrink made non-negative by softplus and each shrunk blob's colour scaled by
-s1 s2 / (s1' s2') (its light kept; the config's "shrink" and "keep_light").
+Eq. 5-8 plus a colour change, the shrink made non-negative by softplus or ReLU (the config's "shrink") and, with
+"keep_light", each shrunk blob's colour scaled by s1 s2 / (s1' s2').
 
-Writes tests/golden/gs_deblurrer_twin.safetensors: random weights ("w.<name>", the head too, so that every
+Writes tests/golden/gs_deblurrer_twin.safetensors (softplus, the light kept: train_gs's default) and
+gs_deblurrer_relu_twin.safetensors (the paper's ReLU): random weights ("w.<name>", the head too, so that every
 output moves; about half the opacities and a tenth of the rotations meet Eq. 5-8's clamps), random blobs with depth inputs and half-octave context features, and the adjusted blobs
 out0..out4, with the refocus config in the metadata. tests/test_models.cpp runs `forward` on them and compares.
 Run: /usr/bin/python3 tests/golden/twin_gs_deblurrer.py
@@ -65,9 +66,10 @@ def morton_order(means, h, w):
 
 
 class BlobDeblurrer(nn.Module):
-    def __init__(self, token_features, dim, heads, blocks, ffn_mult, window):
+    def __init__(self, token_features, dim, heads, blocks, ffn_mult, window, shrink, keep_light):
         super().__init__()
         self.window = window
+        self.shrink, self.keep_light = shrink, keep_light
         self.embed = nn.Linear(token_features, dim)
         self.blocks = nn.ModuleList([Block(dim, heads, ffn_mult) for _ in range(blocks)])
         self.ln_out = nn.LayerNorm(dim)
@@ -91,21 +93,23 @@ class BlobDeblurrer(nn.Module):
             x = block(x, self.window)
         out = self.head(self.ln_out(x))[inverse]
         dphi = out[:, 0].clamp(0, PI)
-        ds = F.softplus(out[:, 1:3])
+        ds = F.softplus(out[:, 1:3]) if self.shrink == "softplus" else F.relu(out[:, 1:3])
         shrunk = (scales - ds).clamp(min=MIN_SCALE)
-        light = (scales[:, 0] * scales[:, 1] / (shrunk[:, 0] * shrunk[:, 1]))[:, None]
-        return (means, theta + dphi, shrunk, (colors + out[:, 4:7]) * light, (opacity + out[:, 3]).clamp(0, 1))
+        colors = colors + out[:, 4:7]
+        if self.keep_light:
+            colors = colors * (scales[:, 0] * scales[:, 1] / (shrunk[:, 0] * shrunk[:, 1]))[:, None]
+        return (means, theta + dphi, shrunk, colors, (opacity + out[:, 3]).clamp(0, 1))
 
 
-def main():
-    torch.manual_seed(0)
+def write(file, shrink, keep_light):
+    torch.manual_seed(0)  # the same weights and blobs for both files
     n, h, w = 50, 20, 26  # 50 blobs in windows of 16: three full windows and a last one of 2
     scales_sigma = [2 ** (k / 2 - 0.5) for k in range(8)]  # GsConfig::half_octave_scales(8)
     config = {"dim": 32, "heads": 2, "blocks": 2, "ffn_mult": 2, "window": 16, "use_depth": True,
               "color_change": True, "context": True, "context_scales": scales_sigma, "init_width": 8,
-              "shrink": "softplus", "keep_light": True}
+              "shrink": shrink, "keep_light": keep_light}
     net = BlobDeblurrer(31 + 3 * len(scales_sigma), config["dim"], config["heads"], config["blocks"], config["ffn_mult"],
-                        config["window"])
+                        config["window"], shrink, keep_light)
     with torch.no_grad():  # a larger head than nn.Linear's default, so that Eq. 5-8's clamps are exercised
         net.head.weight.mul_(2)
     inputs = {
@@ -128,7 +132,12 @@ def main():
                             x["log_k"], x["extra"])
     for i, o in enumerate(outs):
         tensors[f"out{i}"] = o.float()
-    save(os.path.join(HERE, "gs_deblurrer_twin.safetensors"), tensors, {"config": json.dumps(config)})
+    save(os.path.join(HERE, file), tensors, {"config": json.dumps(config)})
+
+
+def main():
+    write("gs_deblurrer_twin.safetensors", "softplus", True)
+    write("gs_deblurrer_relu_twin.safetensors", "relu", False)
 
 
 if __name__ == "__main__":
