@@ -287,7 +287,7 @@ Recipe gs_recipe() {
   r.model_config = [](const TrainContext& ctx) {
     const nlohmann::json& n = ctx.opt.net;
     const std::string loss = n["loss"].get<std::string>();
-    RF_CHECK(loss == "mse" || loss == "psnr", "train_gs: --loss must be mse or psnr, got '", loss, "'");
+    RF_CHECK(loss == "mse" || loss == "psnr", "--loss must be mse or psnr, got '", loss, "'");
     GsConfig c;
     c.fit_iters = (int)n["fit_iters"].get<int64_t>();
     int64_t window = n["window"].get<int64_t>();
@@ -298,29 +298,29 @@ Recipe gs_recipe() {
     const bool paper = n["paper_deblurrer"].get<bool>();
     c.color_change = c.context = !paper;
     const std::string bands = n["context_bands"].get<std::string>();
-    RF_CHECK(bands == "octaves" || bands == "half-octaves", "train_gs: --context-bands must be octaves or half-octaves, got '",
+    RF_CHECK(bands == "octaves" || bands == "half-octaves", "--context-bands must be octaves or half-octaves, got '",
              bands, "'");
     if (bands == "half-octaves") c.context_scales = GsConfig::half_octave_scales(8);
     c.context_source = n["context_source"].get<std::string>();
     RF_CHECK(c.context_source == "render" || c.context_source == "image" || c.context_source == "both",
-             "train_gs: --context-source must be render, image or both, got '", c.context_source, "'");
+             "--context-source must be render, image or both, got '", c.context_source, "'");
     c.context_patch = paper ? 0 : n["context_patch"].get<int64_t>();
     c.photo_encoder = n["photo_encoder"].get<int64_t>();
-    RF_CHECK(!paper || c.photo_encoder == 0, "train_gs: --paper-deblurrer takes the paper's tokens: no --photo-encoder");
+    RF_CHECK(!paper || c.photo_encoder == 0, "--paper-deblurrer takes the paper's tokens: no --photo-encoder");
     c.shrink = n["shrink"].get<std::string>();
-    RF_CHECK(c.shrink == "relu" || c.shrink == "softplus", "train_gs: --shrink must be relu or softplus, got '", c.shrink, "'");
+    RF_CHECK(c.shrink == "relu" || c.shrink == "softplus", "--shrink must be relu or softplus, got '", c.shrink, "'");
     const std::string keep_light = n["keep_light"].get<std::string>();
-    RF_CHECK(keep_light == "on" || keep_light == "off", "train_gs: --keep-light must be on or off, got '", keep_light, "'");
+    RF_CHECK(keep_light == "on" || keep_light == "off", "--keep-light must be on or off, got '", keep_light, "'");
     c.keep_light = keep_light == "on";
     if (paper) {  // Eq. 5-8 as the paper writes them
       c.shrink = "relu";
       c.keep_light = false;
     }
     const std::string defocus = n["defocus"].get<std::string>();
-    RF_CHECK(defocus == "auto" || defocus == "on" || defocus == "off", "train_gs: --defocus must be on, off or auto, got '", defocus, "'");
+    RF_CHECK(defocus == "auto" || defocus == "on" || defocus == "off", "--defocus must be on, off or auto, got '", defocus, "'");
     // The estimator learns CoC radii in pixels: only maps in known pixel units (make_synth's) will do.
     const bool maps_in_px = ctx.train.has_defocus() && ctx.train.defocus_unit_px > 0;
-    RF_CHECK(defocus != "on" || maps_in_px, "train_gs: --defocus on needs defocus maps in pixels (make_synth's), and ",
+    RF_CHECK(defocus != "on" || maps_in_px, "--defocus on needs defocus maps in pixels (make_synth's), and ",
              ctx.opt.data, " has none");
     c.defocus = defocus == "on" || (defocus == "auto" && maps_in_px);
     if (defocus == "auto" && !c.defocus)

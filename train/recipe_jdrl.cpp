@@ -60,7 +60,7 @@ Recipe jdrl_recipe() {
     c.identity_start = !n["released_init"].get<bool>();
     c.global_flow = !n["dense_flow"].get<bool>();
     const std::string reblur = n["reblur"].get<std::string>();
-    RF_CHECK(reblur == "guides" || reblur == "detached", "train_jdrl: --reblur must be guides or detached, got '", reblur, "'");
+    RF_CHECK(reblur == "guides" || reblur == "detached", "--reblur must be guides or detached, got '", reblur, "'");
     c.reblur_guides = reblur == "guides";
     c.reblur_width = n["reblur_width"].get<int64_t>();
     return JdrlConfig::from_json(c.to_json()).to_json();
