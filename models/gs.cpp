@@ -293,7 +293,6 @@ Tensor GsDefocusEstimator::forward(const Tensor& images) {
   return slice(slice(full, 2, 0, h), 3, 0, w);
 }
 
-
 // --- photo encoder ---------------------------------------------------------------------------------------
 GsPhotoEncoder::GsPhotoEncoder(const GsConfig& c) : GsImageMap(c) {
   const int64_t w = c.photo_encoder;
@@ -307,7 +306,6 @@ Tensor GsPhotoEncoder::forward(const Tensor& images) {
   RF_CHECK(images.dim() == 4 && images.size(1) == 3, "gs photo encoder: images must be [B, 3, H, W], got ", describe(images));
   return conv2_->forward(relu(conv1_->forward(relu(conv0_->forward(images)))));
 }
-
 
 // --- blob deblurrer -------------------------------------------------------------------------------------------
 BlobDeblurrer::BlobDeblurrer(const GsConfig& c) : cfg_(c) {
@@ -593,7 +591,7 @@ GsResult gs_deblur(GsModel& m, const Tensor& image, const Tensor& depth_in, int 
   Blobs b = fit.params.blobs();
   Tensor d2 = dn.defined() ? depth_at_blobs(dn, b.means) : Tensor();
   Tensor extra = m.blob_features(b, image);
-  if (m.encoder) extra = m.with_encoder_features(extra, GsModel::pad_for_encoder(image), b.means, GsPhotoEncoder::kReach + 1);
+  if (m.encoder) extra = m.with_encoder_features(extra, GsModel::pad_for_encoder(image), b.means, GsPhotoEncoder::kPad);
   r.deblurred = m.deblurrer->forward(b, d2, fit.params.d1, fit.params.log_k, h, w, extra);
   Tensor out = rasterize(r.deblurred, h, w);
   if (m.cfg.residual) out = image + (out - rasterize(b, h, w));

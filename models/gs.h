@@ -195,6 +195,7 @@ class GsDefocusEstimator : public GsImageMap {
 class GsPhotoEncoder : public GsImageMap {
  public:
   static constexpr int64_t kReach = 7;
+  static constexpr int64_t kPad = kReach + 1;  // the photo's padding: the reach and a bilinear tap beyond a centre
   explicit GsPhotoEncoder(const GsConfig& c);
   Tensor forward(const Tensor& images) override;
   std::string name() const override { return "gs_photo_encoder"; }
@@ -269,9 +270,8 @@ class GsModel : public Model {
   // features. photo [3, H + 2 pad, W + 2 pad]: the image padded by `pad` px on every side (pad_for_encoder, or a
   // training crop taken of such an image); means in the image's (the crop's) pixels.
   Tensor with_encoder_features(const Tensor& fixed, const Tensor& photo, const Tensor& means, int64_t pad);
-  // [3, H, W] -> [3, H + 2 pad, W + 2 pad], replicated edges. The default covers the encoder's reach beyond a blob
-  // centre and its bilinear tap.
-  static Tensor pad_for_encoder(const Tensor& image, int64_t pad = GsPhotoEncoder::kReach + 1);
+  // [3, H, W] -> [3, H + 2 pad, W + 2 pad], replicated edges.
+  static Tensor pad_for_encoder(const Tensor& image, int64_t pad = GsPhotoEncoder::kPad);
 
   std::string name() const override { return "gs"; }
   nlohmann::json config() const override { return cfg.to_json(); }

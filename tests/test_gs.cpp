@@ -87,7 +87,7 @@ TEST_CASE("photo encoder features of a rotated or flipped training crop are the 
   GsModel m(cfg);
   REQUIRE(m.encoder);
   const float margin = 8.f;
-  const int64_t side = 40, top = 6, left = 10, size = 24, pad = GsPhotoEncoder::kReach + 1 + 8;
+  const int64_t side = 40, top = 6, left = 10, size = 24, pad = GsPhotoEncoder::kPad + 8;
   Tensor image = rand({3, side, side});  // square, so that the whole image turns like a crop
   Blobs b = random_blobs(150, (float)side, (float)side, 7, 0.6f, 2.5f);
   std::vector<float> ids(b.size());

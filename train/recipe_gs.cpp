@@ -36,9 +36,9 @@ struct CachedFit {
 
 // Training crops keep the blobs whose centres lie within this many px outside the crop (they reach into it).
 constexpr float kCropMargin = 8.f;
-// With the photo encoder, each training image is padded by this much: the margin blobs' features (the encoder's
-// reach and a bilinear tap beyond their centres) see the photo, as at test time, never the zero padding.
-constexpr int64_t kEncoderPad = GsPhotoEncoder::kReach + 1 + (int64_t)kCropMargin;
+// With the photo encoder, each training image is padded by this much: the margin blobs' features see the photo, as
+// at test time, never the zero padding.
+constexpr int64_t kEncoderPad = GsPhotoEncoder::kPad + (int64_t)kCropMargin;
 
 struct GsTraining {
   TrainContext* ctx = nullptr;
