@@ -158,7 +158,8 @@ nlohmann::json GsConfig::to_json() const {
           {"window_beyond", window_beyond}, {"fit_iters", fit_iters}, {"residual", residual},
           {"color_change", color_change}, {"context", context}, {"context_scales", context_scales},
           {"context_source", context_source}, {"context_patch", context_patch}, {"defocus", defocus}, {"defocus_width", defocus_width},
-          {"photo_encoder", photo_encoder}, {"shrink", shrink}, {"keep_light", keep_light}};
+          {"photo_encoder", photo_encoder}, {"shrink", shrink}, {"keep_light", keep_light},
+          {"exposure_floor", exposure_floor}};
 }
 
 std::vector<float> GsConfig::half_octave_scales(int64_t n) {
@@ -192,6 +193,7 @@ GsConfig GsConfig::from_json(const nlohmann::json& j) {
   r.get("photo_encoder", c.photo_encoder, 0, 512);  // before session 18: none
   r.get("shrink", c.shrink, {"relu", "softplus"});     // before session 18: relu
   r.get("keep_light", c.keep_light);
+  r.get("exposure_floor", c.exposure_floor, 0.f, 1.f);
   r.finish();
   RF_CHECK(c.dim % c.heads == 0 && c.dim / c.heads <= 64, "gs config: dim ", c.dim, " must split into ", c.heads,
            " heads of at most 64");
@@ -507,6 +509,7 @@ Tensor GsModel::deblur(const Tensor& input, const Tensor& depth, const Tensor& d
     sum_ds2_ += ds2;
     sum_fit_psnr_ += r.fit_psnr;
     sum_fit_seconds_ += r.fit_seconds;
+    brightened_ += r.exposure_gain != 1.f;
     out.push_back(unsqueeze(r.sharp, 0));
   }
   return concat(out, 0);
@@ -529,7 +532,8 @@ nlohmann::json GsModel::stats() const {
           {"mean_s1_change", sum_ds1_ / n},
           {"mean_s2_change", sum_ds2_ / n},
           {"mean_fit_psnr_db", sum_fit_psnr_ / n},
-          {"mean_fit_seconds", sum_fit_seconds_ / n}};
+          {"mean_fit_seconds", sum_fit_seconds_ / n},
+          {"brightened_images", brightened_}};
 }
 
 nlohmann::json gs_config_from_state_dict(std::map<std::string, Tensor>& t) {
@@ -568,8 +572,15 @@ nlohmann::json gs_config_from_state_dict(std::map<std::string, Tensor>& t) {
   return c.to_json();
 }
 
-GsResult gs_deblur(GsModel& m, const Tensor& image, const Tensor& depth_in, int fit_iters, bool verbose) {
-  const int64_t h = image.size(1), w = image.size(2);
+float exposure_gain(const Tensor& image, float floor) {
+  const float level = mean(image).item();
+  return level > 0.f && level < floor ? floor / level : 1.f;
+}
+
+GsResult gs_deblur(GsModel& m, const Tensor& photo, const Tensor& depth_in, int fit_iters, bool verbose) {
+  const int64_t h = photo.size(1), w = photo.size(2);
+  const float gain = exposure_gain(photo, m.cfg.exposure_floor);
+  const Tensor image = gain != 1.f ? photo * gain : photo;
   Tensor depth = m.cfg.use_depth ? depth_in : Tensor();
   RF_CHECK(!m.cfg.use_depth || depth.defined(), "this gs model uses depth (trained with it), but no depth map was given");
   Tensor dn = depth.defined() ? normalise_depth(depth) : Tensor();
@@ -595,7 +606,8 @@ GsResult gs_deblur(GsModel& m, const Tensor& image, const Tensor& depth_in, int 
   r.deblurred = m.deblurrer->forward(b, d2, fit.params.d1, fit.params.log_k, h, w, extra);
   Tensor out = rasterize(r.deblurred, h, w);
   if (m.cfg.residual) out = image + (out - rasterize(b, h, w));
-  r.sharp = clamp(out, 0.f, 1.f);
+  r.exposure_gain = gain;
+  r.sharp = clamp(gain != 1.f ? out * (1.f / gain) : out, 0.f, 1.f);
   return r;
 }
 

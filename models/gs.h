@@ -89,6 +89,12 @@ struct GsConfig {
   // render instead of darkening it (the render is a sum of blobs, each weighing exp(-q/2), whose integral is
   // proportional to s1 s2).
   bool keep_light = false;
+  // [ours] A photo darker than this mean level is brightened by one gain to it before the fit, and the result darkened
+  // back (gs is then exposure-equivariant below it). The synthetic sets' images have means 0.33...0.63; on darker
+  // input the deblurrer is outside what it learnt and dimmed the photo (a test image at 1/20 of its exposure came out
+  // 34% darker; the linear Pixel 4 photos, means 0.02...0.09, lost 1.2 dB). 0: off. Inference only: no weight depends
+  // on it, so configs written before it read the default.
+  float exposure_floor = 0.3f;
   // [ours] Each token also carries the local contrast of the fitted render around its blob (centre minus
   // Gaussian blurs at context_scales px, RGB): a blob alone does not know whether it sits on an edge, and
   // undoing blur is a difference between neighbours. false: the paper's tokens (blob parameters + depth).
@@ -288,6 +294,7 @@ class GsModel : public Model {
  private:
   int64_t images_ = 0;
   double sum_ds1_ = 0, sum_ds2_ = 0, sum_fit_psnr_ = 0, sum_fit_seconds_ = 0;
+  int64_t brightened_ = 0;  // images below cfg.exposure_floor
 };
 
 // `convert` for gs (there is no official code): a state dict under refocus's own names, e.g. from the
@@ -296,14 +303,17 @@ nlohmann::json gs_config_from_state_dict(std::map<std::string, Tensor>& tensors)
 
 struct GsResult {
   Tensor sharp;             // [3, H, W]
-  FitParams fitted;         // before the deblurrer
+  FitParams fitted;         // before the deblurrer (of the photo brightened by exposure_gain)
   Blobs deblurred;          // after
   double fit_psnr = 0, fit_seconds = 0;
+  float exposure_gain = 1;  // GsConfig::exposure_floor's gain (1: the photo was bright enough)
 };
 
 // Sec. 3.4 (i)-(iv): initializer -> fit -> deblurrer -> render (with cfg.residual, added to the input as
 // a change). depth may be undefined (w/o depth).
 GsResult gs_deblur(GsModel& m, const Tensor& image, const Tensor& depth, int fit_iters, bool verbose = false);
+// GsConfig::exposure_floor: floor / mean(image) when the image's mean level is below floor (and above 0), else 1.
+float exposure_gain(const Tensor& image, float floor);
 
 // Mean relative change of s1 and s2 from fitted to deblurred blobs (the paper reports -21% / -19% on DPDD).
 void scale_change(const Blobs& before, const Blobs& after, double* ds1, double* ds2);

@@ -346,6 +346,13 @@ TEST_CASE("configs, numeric flags, unknown flags and paths are checked before an
   check_refused(run(train + " --out " + (f.d / "t7") + " --iters 12x"), "--iters 12x", {"option --iters expects an integer, got '12x'"});
   check_refused(run(train + " --out " + (f.d / "t8") + " --lr nan"), "--lr nan", {"option --lr must be between"});
   check_refused(run(train + " --out " + (f.d / "t9") + " --loss l1"), "--loss l1", {"--loss must be mse or psnr, got 'l1'"});
+  // A refused run leaves no folder behind (rerunning with the same --out then works), nor a config.json in a folder that
+  // was there before it.
+  for (int i = 1; i <= 9; ++i) CHECK_MESSAGE(!fs::exists(f.d / ("t" + std::to_string(i))), "t" << i << " left behind");
+  fs::create_directories(f.d / "kept");
+  check_refused(run(train + " --out " + (f.d / "kept") + " --loss l1"), "--loss l1 into a folder", {"--loss must be"});
+  CHECK(fs::exists(f.d / "kept"));
+  CHECK_FALSE(fs::exists(f.d / "kept/config.json"));
   check_refused(run("gs_fit " + f.image + " --out " + (f.d / "g") + " --lr inf"), "gs_fit --lr inf", {"option --lr must be between"});
   check_refused(run("make_synth --out " + (f.d / "m1") + " --n 99999999999999 --size 32x32"), "--n huge", {"option --n must be between"});
   check_refused(run("make_synth --out " + (f.d / "m2") + " --n 1 --size 99999x99999"), "--size huge",

@@ -647,12 +647,40 @@ TEST_CASE("gs_deblur on smooth out-of-focus content leaves no dot lattice at the
   CHECK(dotted > before + 10 * tolerance);
 }
 
+TEST_CASE("gs_deblur: a photo darker than the exposure floor is deblurred brightened and darkened back") {
+  GsConfig cfg;
+  cfg.init_width = 8;
+  cfg.dim = 16;
+  cfg.heads = 2;
+  cfg.use_depth = false;
+  cfg.color_change = true;
+  cfg.context = true;
+  manual_seed(10);
+  GsModel m(cfg);
+  for (auto& [name, t] : m.deblurrer->named_parameters())  // an active deblurrer, not the identity
+    if (name == "head.weight" || name == "head.bias") t.copy_(uniform_input(t.shape(), -0.05f, 0.05f, 41));
+  Tensor img = clamp(rasterize(random_blobs(40, 32, 40, 33, 1.f, 4.f), 32, 40) * 0.5f + 0.35f, 0.f, 1.f);
+  CHECK(exposure_gain(img, cfg.exposure_floor) == 1.f);  // the synthetic sets' exposures: left as they are
+  Tensor dark = img * 0.05f;  // mean level ~0.02, as the linear Pixel 4 photos
+  const float gain = exposure_gain(dark, cfg.exposure_floor);
+  CHECK(gain == doctest::Approx(cfg.exposure_floor / mean(dark).item()).epsilon(1e-5));
+  GsResult r = gs_deblur(m, dark, Tensor(), 30);
+  CHECK(r.exposure_gain == gain);
+  m.cfg.exposure_floor = 0.f;  // the same pipeline on the photo brightened by hand
+  GsResult bright = gs_deblur(m, dark * gain, Tensor(), 30);
+  CHECK(bright.exposure_gain == 1.f);
+  CHECK(max_abs_diff(bright.sharp, r.sharp) > 1e-3);  // the brightened result is not the dark one ...
+  CHECK(max_abs_diff(r.sharp, bright.sharp * (1.f / gain)) < 1e-6);  // ... it is, darkened back
+  CHECK(max_abs_diff(r.sharp, dark) > 1e-4);  // and the deblurrer did change the dark photo
+}
+
 TEST_CASE("gs_deblur: an untrained model returns the input (residual output) or the fitted render (paper)") {
   GsConfig cfg;
   cfg.init_width = 8;
   cfg.dim = 16;
   cfg.heads = 2;
   cfg.use_depth = false;
+  cfg.exposure_floor = 0.f;  // the output is compared with the fit's render: no brightening in between
   manual_seed(8);
   GsModel m(cfg);
   Tensor img = clamp(rasterize(random_blobs(30, 32, 32, 31, 1.f, 4.f), 32, 32) * 0.6f + 0.2f, 0.f, 1.f);

@@ -15,12 +15,20 @@
 
 namespace rf {
 
-RunDir::RunDir(const std::string& path, bool resume) : path_(path), resume_(resume), start_(now_seconds()) {
+RunDir::RunDir(const std::string& path, bool resume)
+    : path_(path), resume_(resume), created_(!std::filesystem::exists(path)), start_(now_seconds()) {
   bool exists = file_exists(file("config.json"));
   RF_CHECK(!exists || resume, path, " already holds a training run: continue it with --resume, or choose another --out");
   RF_CHECK(exists || !resume, "--resume: ", path, " holds no training run (no config.json)");
   make_dirs(path);
   if (resume) load_log(-1);
+}
+
+void RunDir::discard_if_unstarted() const {
+  if (resume_ || file_exists(file("log.jsonl")) || file_exists(file("state.json"))) return;
+  std::error_code ec;
+  std::filesystem::remove(file("config.json"), ec);
+  if (created_ && std::filesystem::is_empty(path_, ec)) std::filesystem::remove(path_, ec);
 }
 
 // Reads log.jsonl back (the curves, the clock); with keep_below >= 0 rewrites it without the lines at or

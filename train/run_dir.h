@@ -13,6 +13,9 @@ class RunDir {
  public:
   // A folder that already holds a run is refused unless resume is set; resume needs one.
   RunDir(const std::string& path, bool resume);
+  // A new run refused before its first logged step (a bad flag, config or dataset) leaves nothing behind: its
+  // config.json goes, and the folder too when this run made it and it is empty then. Never touches a resumed run.
+  void discard_if_unstarted() const;
   std::string file(const std::string& rel) const { return path_ + "/" + rel; }
   const std::string& path() const { return path_; }
   bool resuming() const { return resume_; }
@@ -36,6 +39,7 @@ class RunDir {
   void load_log(int64_t keep_below);
   std::string path_;
   bool resume_;
+  bool created_;  // the folder did not exist before this run
   double start_;
   std::map<std::string, std::vector<std::pair<int64_t, double>>> curves_;
 };

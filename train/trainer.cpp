@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <exception>
 #include <fstream>
 #include <thread>
 
@@ -372,6 +373,13 @@ int train_main(const Recipe& r, int argc, char** argv) {
     a.positional(1, "give exactly one dataset folder");
     const bool resume = a.flag("--resume");
     RunDir run(a.str("--out", "runs/" + r.model), resume);
+    // A refusal before the first step leaves no half-made run behind (the same --out works once fixed).
+    struct DiscardIfRefused {
+      const RunDir& run;
+      ~DiscardIfRefused() {
+        if (std::uncaught_exceptions() > 0) run.discard_if_unstarted();
+      }
+    } discard_if_refused{run};
     Device dev = select_device(a.str("--device", "auto"));
     nlohmann::json given = flags_given(r, a);
     std::string recipe = a.str("--recipe", "cpu");
