@@ -579,8 +579,10 @@ float exposure_gain(const Tensor& image, float floor) {
 
 GsResult gs_deblur(GsModel& m, const Tensor& photo, const Tensor& depth_in, int fit_iters, bool verbose) {
   const int64_t h = photo.size(1), w = photo.size(2);
+  // A dark photo is fitted brightened, its highlights clipped as every training image's are; the deblurrer's change
+  // is darkened back and added to the photo itself, so that a clipped lamp comes back as it was.
   const float gain = exposure_gain(photo, m.cfg.exposure_floor);
-  const Tensor image = gain != 1.f ? photo * gain : photo;
+  const Tensor image = gain != 1.f ? clamp(photo * gain, 0.f, 1.f) : photo;
   Tensor depth = m.cfg.use_depth ? depth_in : Tensor();
   RF_CHECK(!m.cfg.use_depth || depth.defined(), "this gs model uses depth (trained with it), but no depth map was given");
   Tensor dn = depth.defined() ? normalise_depth(depth) : Tensor();
@@ -605,9 +607,11 @@ GsResult gs_deblur(GsModel& m, const Tensor& photo, const Tensor& depth_in, int 
   if (m.encoder) extra = m.with_encoder_features(extra, GsModel::pad_for_encoder(image), b.means, GsPhotoEncoder::kPad);
   r.deblurred = m.deblurrer->forward(b, d2, fit.params.d1, fit.params.log_k, h, w, extra);
   Tensor out = rasterize(r.deblurred, h, w);
-  if (m.cfg.residual) out = image + (out - rasterize(b, h, w));
+  if (m.cfg.residual) out = out - rasterize(b, h, w);  // the change
+  if (gain != 1.f) out = out * (1.f / gain);
+  if (m.cfg.residual) out = photo + out;
   r.exposure_gain = gain;
-  r.sharp = clamp(gain != 1.f ? out * (1.f / gain) : out, 0.f, 1.f);
+  r.sharp = clamp(out, 0.f, 1.f);
   return r;
 }
 

@@ -349,10 +349,18 @@ TEST_CASE("configs, numeric flags, unknown flags and paths are checked before an
   // A refused run leaves no folder behind (rerunning with the same --out then works), nor a config.json in a folder that
   // was there before it.
   for (int i = 1; i <= 9; ++i) CHECK_MESSAGE(!fs::exists(f.d / ("t" + std::to_string(i))), "t" << i << " left behind");
+  // --crop 30 is refused after config.json and fits/ were written: both go, the user's own file in the folder stays.
+  check_refused(run(train + " --out " + (f.d / "t10") + " --crop 30"), "--crop 30", {"--crop must be a multiple of 4"});
+  CHECK_MESSAGE(!fs::exists(f.d / "t10"), "t10 left behind");
   fs::create_directories(f.d / "kept");
-  check_refused(run(train + " --out " + (f.d / "kept") + " --loss l1"), "--loss l1 into a folder", {"--loss must be"});
-  CHECK(fs::exists(f.d / "kept"));
+  write_bytes(f.d / "kept/notes.txt", "mine");
+  check_refused(run(train + " --out " + (f.d / "kept") + " --crop 30"), "--crop 30 into a folder", {"--crop must be"});
+  CHECK(fs::exists(f.d / "kept/notes.txt"));
   CHECK_FALSE(fs::exists(f.d / "kept/config.json"));
+  CHECK_FALSE(fs::exists(f.d / "kept/fits"));
+  // Refused at its first step (crops larger than the images): the run is kept, as a failed step keeps it for --resume.
+  check_refused(run(train + " --out " + (f.d / "t11") + " --crop 64"), "--crop 64", {"smaller than --crop 64"});
+  CHECK(fs::exists(f.d / "t11/config.json"));
   check_refused(run("gs_fit " + f.image + " --out " + (f.d / "g") + " --lr inf"), "gs_fit --lr inf", {"option --lr must be between"});
   check_refused(run("make_synth --out " + (f.d / "m1") + " --n 99999999999999 --size 32x32"), "--n huge", {"option --n must be between"});
   check_refused(run("make_synth --out " + (f.d / "m2") + " --n 1 --size 99999x99999"), "--size huge",

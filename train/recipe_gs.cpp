@@ -432,7 +432,7 @@ Recipe gs_recipe() {
     GsModel& m = static_cast<GsModel&>(*ctx.model);
     GsResult res = gs_deblur(m, s.input.to(ctx.device), m.cfg.use_depth ? s.depth.to(ctx.device) : Tensor(), m.cfg.fit_iters);
     NoGrad ng;
-    Tensor fitted = rasterize(res.fitted.blobs(), s.input.size(1), s.input.size(2)).cpu();
+    Tensor fitted = rasterize(res.fitted.blobs(), s.input.size(1), s.input.size(2)).cpu() * (1.f / res.exposure_gain);
     return std::vector<std::pair<std::string, Tensor>>{{"fitted blobs", fitted}};
   };
   return r;

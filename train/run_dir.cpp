@@ -21,14 +21,28 @@ RunDir::RunDir(const std::string& path, bool resume)
   RF_CHECK(!exists || resume, path, " already holds a training run: continue it with --resume, or choose another --out");
   RF_CHECK(exists || !resume, "--resume: ", path, " holds no training run (no config.json)");
   make_dirs(path);
+  std::error_code ec;
+  for (auto& e : std::filesystem::directory_iterator(path, ec)) found_.insert(e.path().filename().string());
   if (resume) load_log(-1);
 }
 
-void RunDir::discard_if_unstarted() const {
-  if (resume_ || file_exists(file("log.jsonl")) || file_exists(file("state.json"))) return;
-  std::error_code ec;
-  std::filesystem::remove(file("config.json"), ec);
-  if (created_ && std::filesystem::is_empty(path_, ec)) std::filesystem::remove(path_, ec);
+void RunDir::discard_if_unstarted() const noexcept {
+  namespace fs = std::filesystem;
+  try {
+    std::error_code ec;
+    if (resume_ || fs::exists(file("log.jsonl"), ec) || fs::exists(file("state.json"), ec)) return;
+    std::vector<fs::path> entries;
+    for (auto& e : fs::directory_iterator(path_, ec)) entries.push_back(e.path());
+    for (auto& p : entries) {
+      const std::string name = p.filename().string();
+      if (found_.count(name) || name == "config.json") continue;
+      if (!fs::is_directory(p, ec) || !fs::is_empty(p, ec)) return;  // this run wrote something: keep its record
+      fs::remove(p, ec);
+    }
+    fs::remove(file("config.json"), ec);
+    if (created_) fs::remove(path_, ec);  // only when empty
+  } catch (...) {  // a directory_iterator that failed mid-way: leave the folder as it is
+  }
 }
 
 // Reads log.jsonl back (the curves, the clock); with keep_below >= 0 rewrites it without the lines at or

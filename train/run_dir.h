@@ -2,6 +2,7 @@
 // --resume continues), checkpoints, and report.html (loss curves and sample images).
 #pragma once
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -13,9 +14,12 @@ class RunDir {
  public:
   // A folder that already holds a run is refused unless resume is set; resume needs one.
   RunDir(const std::string& path, bool resume);
-  // A new run refused before its first logged step (a bad flag, config or dataset) leaves nothing behind: its
-  // config.json goes, and the folder too when this run made it and it is empty then. Never touches a resumed run.
-  void discard_if_unstarted() const;
+  // A new run refused while it is set up (a bad flag, config or dataset) leaves nothing behind: its empty subfolders
+  // and its config.json go, and the folder too when this run made it. When something else this run wrote is left
+  // (fits copied --from another run), config.json stays, so that a rerun into the same folder is refused as before.
+  // What the folder held before is never touched, nor a resumed run, nor one that has logged a step. Never throws
+  // (it runs while an exception unwinds).
+  void discard_if_unstarted() const noexcept;
   std::string file(const std::string& rel) const { return path_ + "/" + rel; }
   const std::string& path() const { return path_; }
   bool resuming() const { return resume_; }
@@ -39,7 +43,8 @@ class RunDir {
   void load_log(int64_t keep_below);
   std::string path_;
   bool resume_;
-  bool created_;  // the folder did not exist before this run
+  bool created_;                         // the folder did not exist before this run
+  std::set<std::string> found_;          // what the folder held before this run (never discarded)
   double start_;
   std::map<std::string, std::vector<std::pair<int64_t, double>>> curves_;
 };

@@ -373,11 +373,14 @@ int train_main(const Recipe& r, int argc, char** argv) {
     a.positional(1, "give exactly one dataset folder");
     const bool resume = a.flag("--resume");
     RunDir run(a.str("--out", "runs/" + r.model), resume);
-    // A refusal before the first step leaves no half-made run behind (the same --out works once fixed).
+    // A refusal while the run is set up leaves no half-made run behind (the same --out works once fixed). Disarmed
+    // when the steps begin: from there a failure keeps the run for --resume.
     struct DiscardIfRefused {
       const RunDir& run;
+      bool armed = true;
+      const int unwinding = std::uncaught_exceptions();
       ~DiscardIfRefused() {
-        if (std::uncaught_exceptions() > 0) run.discard_if_unstarted();
+        if (armed && std::uncaught_exceptions() > unwinding) run.discard_if_unstarted();
       }
     } discard_if_refused{run};
     Device dev = select_device(a.str("--device", "auto"));
@@ -486,6 +489,7 @@ int train_main(const Recipe& r, int argc, char** argv) {
     }
 
     std::vector<ValImage> val = load_val(ctx);
+    discard_if_refused.armed = false;
     Tensor last_output;
     const double t_start = now_seconds();
     // config.json also records the wall time (summed over resumed parts) and the machine.
