@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "engine/fileio.h"
 #include "tests/harness.h"
@@ -110,6 +111,18 @@ TEST_CASE("train_gs stopped in every stage and resumed ends with the same weight
   };
   CHECK(count(log, "\"stage\":\"deblurrer\"") == count(whole, "\"stage\":\"deblurrer\""));
   CHECK(count(log, "\"stage\":\"initializer\"") == count(whole, "\"stage\":\"initializer\""));
+  // A run saved before --sharp-pairs existed (no key in its config) resumes as it was trained: without sharp pairs,
+  // not with today's default of 10.
+  r = run("train_gs " + (d / "data") + " --out " + (d / "old") + args + " --sharp-pairs 0 --stop-after 6");
+  REQUIRE_MESSAGE(r.code == 0, r.output);
+  nlohmann::json cfg = nlohmann::json::parse(rf::read_file(d / "old/config.json"));
+  cfg["train"]["net"].erase("sharp_pairs");
+  cfg["train"]["net"].erase("sharp_cap_db");
+  rf::write_file_atomic(d / "old/config.json", cfg.dump(2));
+  r = run("train_gs " + (d / "data") + " --out " + (d / "old") + " --resume");
+  REQUIRE_MESSAGE(r.code == 0, r.output);
+  CHECK(rf::file_exists(d / "old/gs.safetensors"));
+  CHECK_FALSE(rf::file_exists(d / "old/fits/synth_00000.sharp.safetensors"));
 }
 
 TEST_CASE("bad input: one clear sentence and a non-zero exit") {

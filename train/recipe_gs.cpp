@@ -258,8 +258,9 @@ Recipe gs_recipe() {
       // Session 18's deblurrer, 10 capped at 45 dB: +0.92 against +0.93, the sharpest -0.25 against -0.96. The default
       // since session 19, judged: +1.12 dB against +1.15, the sharpest image (38.6 dB) -0.27 against -0.73.
       {"--sharp-pairs", "sharp_pairs", (int64_t)10,
-       "also fit this many training targets and train on them as their own inputs (images to leave alone)", 0, 1e6},
-      {"--sharp-cap-db", "sharp_cap_db", 45.0, "the sharp pairs' -PSNR loss stops at this PSNR", 10, 80},
+       "also fit this many training targets and train on them as their own inputs (images to leave alone)", 0, 1e6,
+       (int64_t)0},
+      {"--sharp-cap-db", "sharp_cap_db", 45.0, "the sharp pairs' -PSNR loss stops at this PSNR", 10, 80, 50.0},
       {"--from", "from", std::string(), "start at the deblurrer with RUN's initializer and cached fits (ablations)"},
       {"--defocus", "defocus", std::string("off"),
        "the defocus token [ours]: on (needs defocus maps), off, or auto (on when the data has defocus maps)"},

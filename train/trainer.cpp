@@ -401,7 +401,11 @@ int train_main(const Recipe& r, int argc, char** argv) {
       if (a.has("--recipe")) check_same({{"recipe", recipe}}, saved["train"], run.path());
       check_same(given, saved["train"], run.path());
       ctx.opt = defaults(r, saved["train"].value("recipe", std::string("cpu")));
-      apply(ctx.opt, saved["train"], run.file("config.json"));
+      nlohmann::json saved_train = saved["train"];
+      if (saved_train.contains("net") && saved_train["net"].is_object())
+        for (auto& f : r.flags)
+          if (!f.absent_means.is_null() && !saved_train["net"].contains(f.key)) saved_train["net"][f.key] = f.absent_means;
+      apply(ctx.opt, saved_train, run.file("config.json"));
       model_cfg = saved["model"];
     } else {
       ctx.opt = defaults(r, recipe);

@@ -54,6 +54,9 @@ struct NetFlag {
   nlohmann::json default_value;
   std::string help;
   double min = -1e300, max = 1e300;
+  // What a run saved before this flag existed meant (null: the default): resuming such a run keeps its behaviour when
+  // the default has changed since.
+  nlohmann::json absent_means = nullptr;
 };
 
 // What a step reports: the loss to minimise (undefined when the stage did its own work) and values to log.
