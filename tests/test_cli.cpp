@@ -84,7 +84,8 @@ TEST_CASE("train_gs stopped in every stage and resumed ends with the same weight
   TempDir d;
   Run r = run("make_synth --out " + (d / "data") + " --n 4 --size 48x48 --seed 3");
   REQUIRE_MESSAGE(r.code == 0, r.output);
-  // 4 initializer steps, 4 fits and 4 sharp pairs' fits, 4 deblurrer steps: global steps 0-3, 4-11, 12-15.
+  // 4 initializer steps, 4 fits and 1 sharp pair's fit (one per 30 images, rounded up), 4 deblurrer steps: global
+  // steps 0-3, 4-8, 9-12.
   std::string args = " --device cpu --init-iters 4 --fit-iters 5 --iters 4 --crop 32 --batch 1 --checkpoint-every 100";
   r = run("train_gs " + (d / "data") + " --out " + (d / "whole") + args);
   REQUIRE_MESSAGE(r.code == 0, r.output);
@@ -92,10 +93,12 @@ TEST_CASE("train_gs stopped in every stage and resumed ends with the same weight
   REQUIRE_MESSAGE(r.code == 0, r.output);
   CHECK(r.output.find("stopped after step 2") != std::string::npos);
   CHECK_FALSE(rf::file_exists(d / "parts/gs.safetensors"));
-  for (const char* stop : {"6", "13"}) {  // the original command line is accepted with --resume
+  for (const char* stop : {"6", "10"}) {  // the original command line is accepted with --resume
     r = run("train_gs " + (d / "data") + " --out " + (d / "parts") + args + " --resume --stop-after " + stop);
     REQUIRE_MESSAGE(r.code == 0, r.output);
+    CHECK_MESSAGE(r.output.find("stopped after step " + std::string(stop)) != std::string::npos, r.output);
   }
+  CHECK(rf::file_exists(d / "parts/fits/synth_00000.sharp.safetensors"));
   r = run("train_gs " + (d / "data") + " --out " + (d / "parts") + " --resume --iters 5");  // a changed option is refused
   CHECK(r.code == 1);
   CHECK(r.output.find("iters = 5 differs from the run's 4") != std::string::npos);
