@@ -120,16 +120,27 @@ void block_probabilities(const AttentionGeometry& g, const ScoreBlock& b, const 
   for (int64_t r = 0; r < bq; ++r) {
     const int64_t i = b.i0 + r, lo = i / g.window * g.window - b.j0, hi = std::min(g.n, lo + b.j0 + g.window) - b.j0;
     float* row = p + r * nk;
+    std::fill(row, row + lo, 0.f);  // keys outside the query's window
+    std::fill(row + hi, row + nk, 0.f);
+    // Three passes the compiler vectorizes: the maximum, the exps, their sum in eight fixed lanes.
+    float lanes[8];
+    std::fill(lanes, lanes + 8, -INFINITY);
+    int64_t c = lo;
+    for (; c + 8 <= hi; c += 8)
+      for (int l = 0; l < 8; ++l) lanes[l] = row[c + l] > lanes[l] ? row[c + l] : lanes[l];
     float m = -INFINITY;
-    for (int64_t c = lo; c < hi; ++c) m = std::max(m, row[c]);
-    double sum = 0;
-    for (int64_t c = 0; c < nk; ++c) {
-      row[c] = (c >= lo && c < hi) ? std::exp(row[c] - m) : 0.f;
-      sum += row[c];
-    }
-    const float inv = (float)(1.0 / sum);
-    for (int64_t c = 0; c < nk; ++c) row[c] *= inv;
-    lse[r] = m + (float)std::log(sum);
+    for (; c < hi; ++c) m = std::max(m, row[c]);
+    for (int l = 0; l < 8; ++l) m = std::max(m, lanes[l]);
+    for (c = lo; c < hi; ++c) row[c] = exp_nonpositive(row[c] - m);
+    std::fill(lanes, lanes + 8, 0.f);
+    for (c = lo; c + 8 <= hi; c += 8)
+      for (int l = 0; l < 8; ++l) lanes[l] += row[c + l];
+    float sum = 0.f;
+    for (; c < hi; ++c) sum += row[c];
+    for (int l = 0; l < 8; ++l) sum += lanes[l];
+    const float inv = 1.f / sum;
+    for (c = lo; c < hi; ++c) row[c] *= inv;
+    lse[r] = m + std::log(sum);
   }
 }
 }  // namespace
