@@ -122,25 +122,26 @@ void block_probabilities(const AttentionGeometry& g, const ScoreBlock& b, const 
     float* row = p + r * nk;
     std::fill(row, row + lo, 0.f);  // keys outside the query's window
     std::fill(row + hi, row + nk, 0.f);
-    // Three passes the compiler vectorizes: the maximum, the exps, their sum in eight fixed lanes.
-    float lanes[8];
-    std::fill(lanes, lanes + 8, -INFINITY);
+    // Three passes the compiler vectorizes: the maximum, the exps, their sum in eight fixed lanes (in double, as the
+    // sum of a long full-attention row was before).
+    float top[8];
+    std::fill(top, top + 8, -INFINITY);
     int64_t c = lo;
     for (; c + 8 <= hi; c += 8)
-      for (int l = 0; l < 8; ++l) lanes[l] = row[c + l] > lanes[l] ? row[c + l] : lanes[l];
+      for (int l = 0; l < 8; ++l) top[l] = row[c + l] > top[l] ? row[c + l] : top[l];
     float m = -INFINITY;
     for (; c < hi; ++c) m = std::max(m, row[c]);
-    for (int l = 0; l < 8; ++l) m = std::max(m, lanes[l]);
+    for (int l = 0; l < 8; ++l) m = std::max(m, top[l]);
     for (c = lo; c < hi; ++c) row[c] = exp_nonpositive(row[c] - m);
-    std::fill(lanes, lanes + 8, 0.f);
+    double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (c = lo; c + 8 <= hi; c += 8)
       for (int l = 0; l < 8; ++l) lanes[l] += row[c + l];
-    float sum = 0.f;
+    double sum = 0;
     for (; c < hi; ++c) sum += row[c];
     for (int l = 0; l < 8; ++l) sum += lanes[l];
-    const float inv = 1.f / sum;
+    const float inv = (float)(1.0 / sum);
     for (c = lo; c < hi; ++c) row[c] *= inv;
-    lse[r] = m + std::log(sum);
+    lse[r] = m + (float)std::log(sum);
   }
 }
 }  // namespace
