@@ -605,22 +605,30 @@ double lattice_ripple(const Tensor& img) {
   return std::sqrt(16 * energy / (3.0 * h * w));
 }
 
-TEST_CASE("gs_deblur on smooth out-of-focus content leaves no dot lattice at the blob grid") {
-  // Smooth content (slow sinusoids, no energy near half a cycle per pixel) through a deblurrer that really
-  // changes the blobs: a random head, larger than training leaves it (it changes the image by ~0.14 rms), with
-  // the default tokens (colour change, local contrast). A dot lattice at the blob grid would show as a ripple at
-  // half a cycle per pixel; the tolerance is half a grey level of an 8-bit output.
-  GsConfig cfg;
+// A small w/o-depth gs with the default tokens (colour change, local contrast) whose deblurrer really changes the
+// blobs: a random head, larger than training leaves it.
+std::unique_ptr<GsModel> active_small_gs(uint64_t seed, GsConfig& cfg) {
   cfg.init_width = 8;
   cfg.dim = 16;
   cfg.heads = 2;
   cfg.use_depth = false;
   cfg.color_change = true;
   cfg.context = true;
-  manual_seed(9);
-  GsModel m(cfg);
-  for (auto& [name, t] : m.deblurrer->named_parameters())
-    if (name == "head.weight" || name == "head.bias") t.copy_(uniform_input(t.shape(), -0.05f, 0.05f, 40));
+  manual_seed(seed);
+  auto m = std::make_unique<GsModel>(cfg);
+  for (auto& [name, t] : m->deblurrer->named_parameters())
+    if (name == "head.weight" || name == "head.bias") t.copy_(uniform_input(t.shape(), -0.05f, 0.05f, seed + 31));
+  return m;
+}
+
+TEST_CASE("gs_deblur on smooth out-of-focus content leaves no dot lattice at the blob grid") {
+  // Smooth content (slow sinusoids, no energy near half a cycle per pixel) through a deblurrer that really
+  // changes the blobs: a random head, larger than training leaves it (it changes the image by ~0.14 rms), with
+  // the default tokens (colour change, local contrast). A dot lattice at the blob grid would show as a ripple at
+  // half a cycle per pixel; the tolerance is half a grey level of an 8-bit output.
+  GsConfig cfg;
+  std::unique_ptr<GsModel> model = active_small_gs(9, cfg);
+  GsModel& m = *model;
   const int64_t h = 48, w = 56;
   std::vector<float> px(3 * h * w);
   for (int64_t c = 0; c < 3; ++c)
@@ -649,16 +657,8 @@ TEST_CASE("gs_deblur on smooth out-of-focus content leaves no dot lattice at the
 
 TEST_CASE("gs_deblur: a photo darker than the exposure floor is deblurred brightened and darkened back") {
   GsConfig cfg;
-  cfg.init_width = 8;
-  cfg.dim = 16;
-  cfg.heads = 2;
-  cfg.use_depth = false;
-  cfg.color_change = true;
-  cfg.context = true;
-  manual_seed(10);
-  GsModel m(cfg);
-  for (auto& [name, t] : m.deblurrer->named_parameters())  // an active deblurrer, not the identity
-    if (name == "head.weight" || name == "head.bias") t.copy_(uniform_input(t.shape(), -0.05f, 0.05f, 41));
+  std::unique_ptr<GsModel> model = active_small_gs(10, cfg);  // an active deblurrer, not the identity
+  GsModel& m = *model;
   const int64_t h = 32, w = 40;
   Tensor img = clamp(rasterize(random_blobs(40, h, w, 33, 1.f, 4.f), h, w) * 0.5f + 0.35f, 0.f, 1.f);
   CHECK(exposure_gain(img, cfg.exposure_floor) == 1.f);  // the synthetic sets' exposures: left as they are
