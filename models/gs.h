@@ -90,10 +90,10 @@ struct GsConfig {
   // proportional to s1 s2).
   bool keep_light = false;
   // [ours] A photo darker than this mean level is brightened by one gain to it (clipped at 1) before the fit, and the
-  // deblurrer's change darkened back and added to the photo (gs is then exposure-equivariant below it). The synthetic sets' images have means 0.33...0.63; on darker
-  // input the deblurrer is outside what it learnt and dimmed the photo (a test image at 1/20 of its exposure came out
-  // 34% darker; the linear Pixel 4 photos, means 0.02...0.09, lost 1.2 dB). 0: off. Inference only: no weight depends
-  // on it, so configs written before it read the default.
+  // deblurrer's change darkened back and added to the photo (gs is then exposure-equivariant below it). The synthetic
+  // sets' images have means 0.33...0.63; on darker input the deblurrer is outside what it learnt and dimmed the photo
+  // (a test image at 1/20 of its exposure came out 34% darker; the linear Pixel 4 photos, means 0.02...0.09, lost
+  // 1.2 dB). 0: off. Inference only: no weight depends on it, so configs written before it read the default.
   float exposure_floor = 0.3f;
   // [ours] Each token also carries the local contrast of the fitted render around its blob (centre minus
   // Gaussian blurs at context_scales px, RGB): a blob alone does not know whether it sits on an edge, and

@@ -281,8 +281,9 @@ Recipe gs_recipe() {
   // Within 45 minutes on 2 cores: fits of 300 images (150 iterations each, 1.3 s at 256x256, 7 minutes with the
   // initializer) and 8000 steps (0.24 s each when judged in session 18; 0.16-0.19 s since session 19's vectorized
   // softmax). 12000 steps took 49 minutes in session 19 (with compiling beside it) and gained +1.22 dB against
-  // +1.12 (the sharpest image -0.42 against -0.27): about 11000 would fit the 45 minutes; unjudged. The steps pay: on the same 300 fits, 3000
-  // steps gained +0.38 dB over the input and 6000 +0.70 (session 14: 29.5 minutes; before it 160 fits and 3000 steps).
+  // +1.12 (the sharpest image -0.42 against -0.27): about 11000 would fit the 45 minutes; unjudged. The steps pay:
+  // on the same 300 fits, 3000 steps gained +0.38 dB over the input and 6000 +0.70 (session 14: 29.5 minutes;
+  // before it 160 fits and 3000 steps).
   r.cpu.limit = 300;
   r.cpu.net = {{"init_iters", 300}, {"fit_iters", 150}};
   r.gpu.iters = 20000;

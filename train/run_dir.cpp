@@ -30,7 +30,7 @@ void RunDir::discard_if_unstarted() const noexcept {
   namespace fs = std::filesystem;
   try {
     std::error_code ec;
-    if (resume_ || fs::exists(file("log.jsonl"), ec) || fs::exists(file("state.json"), ec)) return;
+    if (resume_) return;
     std::vector<fs::path> entries;
     for (auto& e : fs::directory_iterator(path_, ec)) entries.push_back(e.path());
     for (auto& p : entries) {

@@ -14,11 +14,11 @@ class RunDir {
  public:
   // A folder that already holds a run is refused unless resume is set; resume needs one.
   RunDir(const std::string& path, bool resume);
-  // A new run refused while it is set up (a bad flag, config or dataset) leaves nothing behind: its empty subfolders
-  // and its config.json go, and the folder too when this run made it. When something else this run wrote is left
-  // (fits copied --from another run), config.json stays, so that a rerun into the same folder is refused as before.
-  // What the folder held before is never touched, nor a resumed run, nor one that has logged a step. Never throws
-  // (it runs while an exception unwinds).
+  // A new run refused while it is set up (a bad flag, config or dataset; train_main calls this only before the first
+  // step) leaves nothing behind: its empty subfolders and its config.json go, and the folder too when this run made
+  // it. When something else this run wrote is left (fits copied --from another run), config.json stays, so that a
+  // rerun into the same folder is refused as before. What the folder held before is never touched, nor a resumed
+  // run. Never throws (it runs while an exception unwinds).
   void discard_if_unstarted() const noexcept;
   std::string file(const std::string& rel) const { return path_ + "/" + rel; }
   const std::string& path() const { return path_; }
