@@ -6,6 +6,7 @@
 
 #include "engine/autograd.h"
 #include "ops/attention_impl.h"
+#include "ops/vector_math.h"
 #include "ops/dispatch.h"
 #include "ops/gemm.h"
 

@@ -7,6 +7,7 @@
 #include "ops/dispatch.h"
 #include "ops/elementwise_impl.h"
 #include "ops/reduce.h"
+#include "ops/vector_math.h"
 
 namespace rf {
 
@@ -45,7 +46,12 @@ void unary_forward(UnaryOp op, const float* x, float* y, int64_t n, float p0, fl
   with_unary_op(op, [&](auto k) {
     constexpr UnaryOp OP = decltype(k)::value;
 #pragma omp parallel for if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) y[i] = unary_fwd(OP, x[i], p0, p1);
+    for (int64_t i = 0; i < n; ++i) {
+      if constexpr (OP == UnaryOp::Gelu)
+        y[i] = gelu_vectorizable(x[i]);  // unary_fwd's erff is a libm call per element
+      else
+        y[i] = unary_fwd(OP, x[i], p0, p1);
+    }
   });
 }
 
@@ -54,7 +60,12 @@ void unary_backward(UnaryOp op, const float* x, const float* y, const float* g, 
   with_unary_op(op, [&](auto k) {
     constexpr UnaryOp OP = decltype(k)::value;
 #pragma omp parallel for if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) gx[i] = unary_bwd(OP, x[i], y[i], g[i], p0, p1);
+    for (int64_t i = 0; i < n; ++i) {
+      if constexpr (OP == UnaryOp::Gelu)
+        gx[i] = gelu_backward_vectorizable(x[i], g[i]);
+      else
+        gx[i] = unary_bwd(OP, x[i], y[i], g[i], p0, p1);
+    }
   });
 }
 
