@@ -1,4 +1,4 @@
-// Engine benchmarks: conv2d and GEMM forward+backward. Prints one JSON line per case with the median
+// Engine benchmarks: conv2d, GEMM, GELU and LayerNorm forward+backward. Prints one JSON line per case with the median
 // time over repeats after warm-up; bench/bench_engine_torch.py does the same work in PyTorch.
 //   bench_engine [--device cpu|cuda] [--repeats N] [--threads N]
 #include <algorithm>
@@ -46,6 +46,27 @@ int main(int argc, char** argv) {
         matmul(a, bm).backward(gc);
       }, repeats * 4);
       std::printf("{\"name\": \"GEMM 1024^3, fwd+bwd\", \"device\": \"%s\", \"ms\": %.2f}\n", dev_name.c_str(), ms);
+    }
+    {  // a transformer MLP's activation (gs's deblurrer uses the exact erf form)
+      Tensor x = randn({4096, 1024}, dev, &g).set_requires_grad();
+      Tensor gy = randn({4096, 1024}, dev, &g);
+      double ms = median_ms([&] {
+        x.zero_grad();
+        gelu(x).backward(gy);
+      }, repeats * 4);
+      std::printf("{\"name\": \"GELU (erf) 4096x1024, fwd+bwd\", \"device\": \"%s\", \"ms\": %.2f}\n", dev_name.c_str(), ms);
+    }
+    {  // LayerNorm over each token's features, as in gs's deblurrer (tokens of 96)
+      Tensor x = randn({32768, 96}, dev, &g).set_requires_grad();
+      Tensor w = (randn({96}, dev, &g) * 0.1f + 1.f).detach().set_requires_grad();
+      Tensor b = (randn({96}, dev, &g) * 0.1f).detach().set_requires_grad();
+      Tensor gy = randn({32768, 96}, dev, &g);
+      double ms = median_ms([&] {
+        x.zero_grad(); w.zero_grad(); b.zero_grad();
+        layer_norm(x, -1, w, b).backward(gy);
+      }, repeats * 4);
+      std::printf("{\"name\": \"LayerNorm last dim, 32768 tokens x 96, fwd+bwd\", \"device\": \"%s\", \"ms\": %.2f}\n",
+                  dev_name.c_str(), ms);
     }
     return 0;
   });

@@ -55,3 +55,27 @@ def gemm():
 
 
 print(json.dumps({"name": "GEMM 1024^3, fwd+bwd", "device": a.device, "ms": round(median_ms(gemm, a.repeats * 4, dev), 2)}))
+X = torch.randn(4096, 1024, device=dev, requires_grad=True)
+gx = torch.randn(4096, 1024, device=dev)
+
+
+def gelu():
+    X.grad = None
+    torch.nn.functional.gelu(X).backward(gx)
+
+
+print(json.dumps({"name": "GELU (erf) 4096x1024, fwd+bwd", "device": a.device,
+                  "ms": round(median_ms(gelu, a.repeats * 4, dev), 2)}))
+T = torch.randn(32768, 96, device=dev, requires_grad=True)
+lw = (torch.randn(96, device=dev) * 0.1 + 1).requires_grad_()
+lb = (torch.randn(96, device=dev) * 0.1).requires_grad_()
+gt = torch.randn(32768, 96, device=dev)
+
+
+def layer_norm():
+    T.grad = lw.grad = lb.grad = None
+    torch.nn.functional.layer_norm(T, (96,), lw, lb, 1e-5).backward(gt)
+
+
+print(json.dumps({"name": "LayerNorm last dim, 32768 tokens x 96, fwd+bwd", "device": a.device,
+                  "ms": round(median_ms(layer_norm, a.repeats * 4, dev), 2)}))

@@ -214,7 +214,10 @@ std::vector<Row> misc_rows() {
       {"global_avg_pool", [](auto& x) { return global_avg_pool(x[0]); }, {S{{2, 3, 5, 4}}, S{{1, 1, 3, 1}}}},
       {"layer_norm channels", [](auto& x) { return layer_norm(x[0], 1, x[1], x[2]); },
        {S{{2, 5, 3, 4}, {5}, {5}}, S{{1, 3, 1, 5}, {3}, {3}}}},
-      {"layer_norm last", [](auto& x) { return layer_norm(x[0], -1, x[1], x[2]); }, {S{{3, 7, 6}, {6}, {6}}, S{{1, 9}, {9}, {9}}}},
+      // Rows of 6 (all tail), 9 (one block of eight lanes and a tail), 20 (two blocks and a tail).
+      {"layer_norm last", [](auto& x) { return layer_norm(x[0], -1, x[1], x[2]); },
+       {S{{3, 7, 6}, {6}, {6}}, S{{1, 9}, {9}, {9}}, S{{2, 3, 20}, {20}, {20}}}},
+      {"layer_norm last, no affine", [](auto& x) { return layer_norm(x[0], -1, Tensor(), Tensor()); }, {S{{4, 17}}}},
       {"batch_norm training",
        [](auto& x) {
          Tensor rm = zeros({x[0].size(1)}, x[0].device()), rv = ones({x[0].size(1)}, x[0].device());
@@ -384,7 +387,7 @@ TEST_CASE("the CPU softmax's vectorizable exp is within 2 ulp of exp on [-87, 0]
   CHECK(std::isnan(exp_nonpositive(NAN)));
 }
 
-TEST_CASE("the CPU gelu's vectorizable erf form is within 2e-7 of the exact GELU and its derivative") {
+TEST_CASE("the CPU gelu's vectorizable form is within 2e-7 max(1, |x|) of the exact GELU, its derivative 3e-7") {
   // Through the op itself (the CPU loops use gelu_vectorizable), against double precision, on [-14, 14] densely:
   // the gradient is GELU'(x) times a non-trivial upstream gradient.
   const int64_t n = 280001;
@@ -408,11 +411,20 @@ TEST_CASE("the CPU gelu's vectorizable erf form is within 2e-7 of the exact GELU
   MESSAGE("gelu: forward within " << worst_y << " x max(1, |x|), derivative " << worst_dx << ", left tail (relative) "
                                   << worst_tail);
   CHECK(worst_y <= 2e-7);
-  CHECK(worst_dx <= 4e-7);
-  CHECK(worst_tail <= 1e-5);  // erfc is fitted relatively: GELU(-8) = -5e-15 keeps its digits
-  CHECK(std::isnan(gelu_vectorizable(NAN)));
-  CHECK(gelu_vectorizable(INFINITY) == INFINITY);
-  CHECK(gelu_vectorizable(0.f) == 0.f);
+  CHECK(worst_dx <= 3e-7);
+  // erfc is fitted relatively: GELU(-8) = -5e-15 keeps its digits. The error here comes from rounding z * z and grows
+  // as x^2 1e-7 (6e-6 measured at -9): a wider range needs a wider bound.
+  CHECK(worst_tail <= 1e-5);
+  // Special values through the op and its backward: as the erff forms give them (x Phi(x), inf * 0 = NaN).
+  Tensor special = from_vector({NAN, INFINITY, -INFINITY, 0.f, -0.f, -1e30f, 1e30f}, {7}).set_requires_grad();
+  Tensor special_y = gelu(special);
+  special_y.backward(from_vector({1, 1, 1, 1, 1, 1, 1}, {7}));
+  const std::vector<float> sv = special_y.to_vector(), sg = special.grad().to_vector();
+  CHECK(std::isnan(sv[0]));
+  CHECK(sv[1] == INFINITY);
+  CHECK(std::isnan(sv[2]));
+  CHECK((sv[3] == 0.f && sv[4] == 0.f && sv[5] == 0.f && sv[6] == 1e30f));
+  CHECK((std::isnan(sg[0]) && sg[3] == 0.5f && sg[4] == 0.5f && sg[5] == 0.f && sg[6] == 1.f));
   CHECK(normal_cdf(0.f) == 0.5f);
 }
 

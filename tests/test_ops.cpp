@@ -161,6 +161,24 @@ TEST_CASE("layer_norm over the channels of a large image equals its composition 
   CHECK(rel_err(xa.grad(), xb.grad()) < 1e-4);
 }
 
+TEST_CASE("layer_norm over the last dim of many tokens equals its composition, weight and bias gradients included") {
+  // 700 rows of 21: three chunks of rows (256, 256, 188) in the weight and bias sums, rows of two 8-lane blocks + 5.
+  Tensor x = uniform_input({7, 100, 21}, -1, 1, 41), gy = uniform_input({7, 100, 21}, -1, 1, 44);
+  Tensor wa = uniform_input({21}, 0.5, 1.5, 42).set_requires_grad(), ba = uniform_input({21}, -1, 1, 43).set_requires_grad();
+  Tensor wb = wa.detach().set_requires_grad(), bb = ba.detach().set_requires_grad();
+  Tensor xa = x.detach().set_requires_grad(), xb = x.detach().set_requires_grad();
+  Tensor fused = layer_norm(xa, -1, wa, ba);
+  Tensor mu = mean(xb, {2}, true), centred = sub(xb, mu);
+  Tensor var = mean(mul(centred, centred), {2}, true);
+  Tensor composed = add(mul(div(centred, sqrt(var + 1e-5f)), wb), bb);
+  CHECK(rel_err(fused, composed) < 1e-5);
+  fused.backward(gy);
+  composed.backward(gy);
+  CHECK(rel_err(xa.grad(), xb.grad()) < 1e-4);
+  CHECK(rel_err(wa.grad(), wb.grad()) < 1e-5);
+  CHECK(rel_err(ba.grad(), bb.grad()) < 1e-5);
+}
+
 TEST_CASE("normalisation") {
   op_checks("layer_norm_channels", [](auto& x) { return layer_norm(x[0], 1, x[1], x[2]); });
   op_checks("layer_norm_last", [](auto& x) { return layer_norm(x[0], -1, x[1], x[2]); });
