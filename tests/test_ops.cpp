@@ -1,5 +1,9 @@
 // Every op: PyTorch golden comparison, finite-difference gradient check of the CPU path, and CPU<->CUDA
 // parity, all on the inputs stored in the golden file.
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "engine/fileio.h"
 #include "engine/safetensors.h"
 #include "ops/optical_flow.h"
@@ -162,8 +166,9 @@ TEST_CASE("layer_norm over the channels of a large image equals its composition 
 }
 
 TEST_CASE("layer_norm over the last dim of many tokens equals its composition, weight and bias gradients included") {
-  // 700 rows of 21: three chunks of rows (256, 256, 188) in the weight and bias sums, rows of two 8-lane blocks + 5.
-  Tensor x = uniform_input({7, 100, 21}, -1, 1, 41), gy = uniform_input({7, 100, 21}, -1, 1, 44);
+  // 800 rows of 21 (16800 floats: above the size where the CPU loops take threads): four chunks of rows in the weight
+  // and bias sums, rows of two 8-lane blocks + 5.
+  Tensor x = uniform_input({8, 100, 21}, -1, 1, 41), gy = uniform_input({8, 100, 21}, -1, 1, 44);
   Tensor wa = uniform_input({21}, 0.5, 1.5, 42).set_requires_grad(), ba = uniform_input({21}, -1, 1, 43).set_requires_grad();
   Tensor wb = wa.detach().set_requires_grad(), bb = ba.detach().set_requires_grad();
   Tensor xa = x.detach().set_requires_grad(), xb = x.detach().set_requires_grad();
@@ -177,6 +182,24 @@ TEST_CASE("layer_norm over the last dim of many tokens equals its composition, w
   CHECK(rel_err(xa.grad(), xb.grad()) < 1e-4);
   CHECK(rel_err(wa.grad(), wb.grad()) < 1e-5);
   CHECK(rel_err(ba.grad(), bb.grad()) < 1e-5);
+#ifdef _OPENMP
+  // Threads only take whole chunks of rows: the bits may not depend on how many there are.
+  const int threads = omp_get_max_threads();
+  std::vector<std::vector<float>> runs;
+  for (int t : {1, 2, 3}) {
+    omp_set_num_threads(t);
+    Tensor w = wa.detach().set_requires_grad(), xt = x.detach().set_requires_grad();
+    Tensor y = layer_norm(xt, -1, w, ba.detach());
+    y.backward(gy);
+    std::vector<float> bits = y.to_vector(), gw = w.grad().to_vector(), gx = xt.grad().to_vector();
+    bits.insert(bits.end(), gw.begin(), gw.end());
+    bits.insert(bits.end(), gx.begin(), gx.end());
+    runs.push_back(bits);
+  }
+  omp_set_num_threads(threads);
+  CHECK_MESSAGE(runs[0] == runs[1], "layer_norm: 1 and 2 threads differ");
+  CHECK_MESSAGE(runs[0] == runs[2], "layer_norm: 1 and 3 threads differ");
+#endif
 }
 
 TEST_CASE("normalisation") {
