@@ -134,12 +134,7 @@ void block_probabilities(const AttentionGeometry& g, const ScoreBlock& b, const 
     for (; c < hi; ++c) m = std::max(m, row[c]);
     for (int l = 0; l < 8; ++l) m = std::max(m, top[l]);
     for (c = lo; c < hi; ++c) row[c] = exp_nonpositive(row[c] - m);
-    double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (c = lo; c + 8 <= hi; c += 8)
-      for (int l = 0; l < 8; ++l) lanes[l] += row[c + l];
-    double sum = 0;
-    for (; c < hi; ++c) sum += row[c];
-    for (int l = 0; l < 8; ++l) sum += lanes[l];
+    const double sum = lane_sum(hi - lo, [&](int64_t k) { return (double)row[lo + k]; });
     const float inv = (float)(1.0 / sum);
     for (c = lo; c < hi; ++c) row[c] *= inv;
     lse[r] = m + (float)std::log(sum);

@@ -8,6 +8,7 @@
 #include "ops/dispatch.h"
 #include "ops/elementwise.h"
 #include "ops/norm_impl.h"
+#include "ops/vector_math.h"
 
 namespace rf {
 
@@ -30,29 +31,17 @@ static void for_pixel_blocks(const NormGeometry& g, F block) {
   }
 }
 
-// A sum over one contiguous row in eight double lanes, which the compiler vectorizes. For LayerNorm over the last
-// dimension (inner == 1: a transformer's tokens, where every pixel block above is one token) a single double
-// accumulator was a chain of dependent adds: 6.5% of a gs deblurrer training step.
-template <class Term>
-static double row_sum(int64_t n, Term term) {
-  double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t k = 0;
-  for (; k + 8 <= n; k += 8)
-    for (int l = 0; l < 8; ++l) lanes[l] += term(k + l);
-  double sum = 0;
-  for (; k < n; ++k) sum += term(k);
-  for (int l = 0; l < 8; ++l) sum += lanes[l];
-  return sum;
-}
-
+// LayerNorm over the last dimension (inner == 1: a transformer's tokens, where every pixel block above is one
+// token): each row's sums in lane_sum's eight double lanes; one double accumulator was a chain of dependent adds
+// (6.5% of a gs deblurrer training step).
 static void layer_norm_rows_forward(const NormGeometry& g, const float* x, const float* w, const float* b, float* y,
                                     float* mean, float* rstd, float eps) {
 #pragma omp parallel for if (g.outer * g.d > kPar)
   for (int64_t o = 0; o < g.outer; ++o) {
     const float* xr = x + o * g.d;
     float* yr = y + o * g.d;
-    const double mu = row_sum(g.d, [&](int64_t k) { return (double)xr[k]; }) / g.d;
-    const double var = row_sum(g.d, [&](int64_t k) {
+    const double mu = lane_sum(g.d, [&](int64_t k) { return (double)xr[k]; }) / g.d;
+    const double var = lane_sum(g.d, [&](int64_t k) {
                          const double dv = xr[k] - mu;
                          return dv * dv;
                        }) / g.d;
@@ -72,8 +61,8 @@ static void layer_norm_rows_backward_input(const NormGeometry& g, const float* x
     const float mu = mean[o], rs = rstd[o];
     auto gh = [&](int64_t k) { return gr[k] * (w ? w[k] : 1.f); };  // the gradient at the normalised x
     auto xh = [&](int64_t k) { return (xr[k] - mu) * rs; };           // the normalised x
-    const float ma = (float)(row_sum(g.d, [&](int64_t k) { return (double)gh(k); }) / g.d);
-    const float mb = (float)(row_sum(g.d, [&](int64_t k) { return (double)(gh(k) * xh(k)); }) / g.d);
+    const float ma = (float)(lane_sum(g.d, [&](int64_t k) { return (double)gh(k); }) / g.d);
+    const float mb = (float)(lane_sum(g.d, [&](int64_t k) { return (double)(gh(k) * xh(k)); }) / g.d);
     for (int64_t k = 0; k < g.d; ++k) out[k] = rs * (gh(k) - ma - xh(k) * mb);
   }
 }
@@ -184,9 +173,8 @@ void channel_affine(const NormGeometry& g, const float* x, const float* mean, co
 
 // LayerNorm over the last dimension (inner == 1, statistics per row): a channel is every d-th float, so a walk per
 // channel read each cache line of x and gy up to 16 times, one channel at a time (4.8x PyTorch's LayerNorm step in
-// bench_engine). Fixed chunks of rows
-// instead, each chunk's per-channel sums in double, then the chunks added in order: the same result for any number
-// of threads.
+// bench_engine). Fixed chunks of rows instead, each chunk's per-channel sums in double, then the chunks added in
+// order: the same result for any number of threads.
 static void channel_grad_sums_rows(const NormGeometry& g, const float* x, const float* mean, const float* rstd,
                                    const float* gy, float* sum_g, float* sum_gx) {
   constexpr int64_t kRows = 256;

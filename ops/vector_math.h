@@ -53,6 +53,21 @@ inline float exp_nonpositive(float x) {
   return p * two_k;
 }
 
+// The sum of term(0) ... term(n - 1) in eight fixed double lanes, then the tail, then the lanes in order: GCC
+// vectorizes it where one double accumulator is a chain of dependent adds (it may not reorder float sums itself).
+// The order depends on n only, never on the thread count.
+template <class Term>
+inline double lane_sum(int64_t n, Term term) {
+  double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8)
+    for (int l = 0; l < 8; ++l) lanes[l] += term(k + l);
+  double sum = 0;
+  for (; k < n; ++k) sum += term(k);
+  for (int l = 0; l < 8; ++l) sum += lanes[l];
+  return sum;
+}
+
 // erfc(z) for z >= 0 by Numerical Recipes' Chebyshev fit (erfcc), whose error is relative (1.2e-7), not absolute, so
 // that the left tail of the normal CDF below keeps its digits; in float the rounding of z * z adds about z^2 1e-7
 // (6e-6 at z = 6.4). Its exponent is at most about 3e-8 (0 in float at z = 0), within exp_nonpositive's range.

@@ -169,7 +169,8 @@ TEST_CASE("layer_norm over the last dim of many tokens equals its composition, w
   // 800 rows of 21 (16800 floats: above the size where the CPU loops take threads): four chunks of rows in the weight
   // and bias sums, rows of two 8-lane blocks + 5.
   Tensor x = uniform_input({8, 100, 21}, -1, 1, 41), gy = uniform_input({8, 100, 21}, -1, 1, 44);
-  Tensor wa = uniform_input({21}, 0.5, 1.5, 42).set_requires_grad(), ba = uniform_input({21}, -1, 1, 43).set_requires_grad();
+  Tensor wa = uniform_input({21}, 0.5, 1.5, 42).set_requires_grad();
+  Tensor ba = uniform_input({21}, -1, 1, 43).set_requires_grad();
   Tensor wb = wa.detach().set_requires_grad(), bb = ba.detach().set_requires_grad();
   Tensor xa = x.detach().set_requires_grad(), xb = x.detach().set_requires_grad();
   Tensor fused = layer_norm(xa, -1, wa, ba);
