@@ -65,7 +65,56 @@ Tensor decode_linear_output(const Tensor& out, float gain) {
   return clamp(map_values(out, srgb_to_linear, 1.f, 1.f / gain), 0.f, 1.f);
 }
 
+Tensor turn_image(const Tensor& img, int t) {
+  RF_CHECK(t >= 0 && t < 8, "turn_image: t must be 0...7, got ", t);
+  if (!img.defined() || t == 0) return img;
+  RF_CHECK(img.dim() == 3, "turn_image: expected [C, H, W], got ", describe(img));
+  Tensor src = img.cpu();
+  const bool transpose = t & 4, flip_x = t & 1, flip_y = t & 2;
+  const int64_t c = src.size(0), h = src.size(1), w = src.size(2), oh = transpose ? w : h, ow = transpose ? h : w;
+  Tensor out = empty({c, oh, ow});
+  const float* p = src.data();
+  float* q = out.data();
+  for (int64_t ch = 0; ch < c; ++ch)
+    for (int64_t y = 0; y < oh; ++y)
+      for (int64_t x = 0; x < ow; ++x) {
+        const int64_t ty = flip_y ? oh - 1 - y : y, tx = flip_x ? ow - 1 - x : x;  // before the flips
+        const int64_t sy = transpose ? tx : ty, sx = transpose ? ty : tx;           // before the transpose
+        q[(ch * oh + y) * ow + x] = p[(ch * h + sy) * w + sx];
+      }
+  return out.to(img.device());
+}
+
+Tensor unturn_image(const Tensor& img, int t) {
+  // The flips are their own inverses; with a transpose they must be undone before it: flips first, then the transpose.
+  return turn_image(turn_image(img, t & 3), t & 4);
+}
+
+std::vector<int> ensemble_turns(int n) {
+  switch (n) {
+    case 1: return {0};
+    case 2: return {0, 3};
+    case 4: return {0, 3, 5, 6};
+    case 8: return {0, 1, 2, 3, 4, 5, 6, 7};
+    default: throw Error(cat("the self-ensemble must be 1, 2, 4 or 8 runs, got ", n));
+  }
+}
+
 Tensor run_deblur(Model& m, const LoadedSample& s, Device d, const InferenceOptions& o) {
+  if (o.self_ensemble != 1) {
+    const std::vector<int> turns = ensemble_turns(o.self_ensemble);
+    InferenceOptions single = o;
+    single.self_ensemble = 1;
+    Tensor sum;
+    for (int t : turns) {
+      LoadedSample turned = s;
+      turned.target = Tensor();  // not read here
+      for (Tensor* x : {&turned.input, &turned.depth, &turned.defocus}) *x = turn_image(*x, t);
+      Tensor back = unturn_image(run_deblur(m, turned, d, single), t);
+      sum = sum.defined() ? sum + back : back;
+    }
+    return sum * (1.f / (float)turns.size());
+  }
   if (o.linear_input) {
     const float gain = linear_input_gain(s.input);
     LoadedSample encoded = s;

@@ -67,7 +67,19 @@ struct InferenceOptions {
   // of ordinary exposure, so it is brightened by one gain and sRGB-encoded on the way in, decoded and darkened back
   // on the way out (linear_input_gain). The blurry input itself passes through unchanged.
   bool linear_input = false;
+  // [ours] Self-ensemble: the image is run in this many of the square's eight symmetries (1, 2, 4 or 8:
+  // ensemble_turns()), each result turned back, and the results averaged. It costs that many whole runs (gs fits its
+  // blobs afresh in each: averaging the fits is most of what it gains). Not part of the papers' protocols, so the
+  // judged figures are plain runs and an ensemble's are reported beside them.
+  int self_ensemble = 1;
 };
+
+// The eight symmetries of the square as t = 0..7: bit 2 transposes (x <-> y), then bit 0 flips x, bit 1 flips y.
+// turn_image(img [C, H, W], t) applies t (a transpose gives [C, W, H]); unturn_image undoes it. ensemble_turns(n):
+// 1 = {identity}, 2 adds the half turn, 4 = the four quarter turns, 8 = all.
+Tensor turn_image(const Tensor& img, int t);
+Tensor unturn_image(const Tensor& img, int t);
+std::vector<int> ensemble_turns(int n);
 
 // The gain linear_input applies to a linear image [C, H, W]: its mean brought to 0.2 (the synthetic sets' mean in
 // linear light is 0.16-0.36), but its brightest value kept at most 0.98, so that nothing clips; 1 for a black image.

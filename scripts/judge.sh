@@ -9,7 +9,8 @@
 #        ../shared/realdefocus/dual_pixel_defocus_estimation_deblurring; skipped when absent),
 #        DEVICE (default: cpu for the cpu recipe, cuda for gpu), RUN (default runs/judge_NAME_RECIPE),
 #        TRAIN_ARGS (extra trainer flags, shown in the row), SKIP_TRAIN=1 (score an existing run),
-#        REUSE_SCORES=1 (with SKIP_TRAIN: keep the scores already in the eval folder, compute only the missing ones).
+#        REUSE_SCORES=1 (with SKIP_TRAIN: keep the scores already in the eval folder, compute only the missing ones),
+#        ENSEMBLE=N (also score the synthetic and Pixel 4 sets with --self-ensemble N, beside the plain row).
 set -euo pipefail
 # Idle OpenMP threads spin briefly (see the Makefile), in case something else runs on these cores.
 [ -n "${OMP_WAIT_POLICY:-}${GOMP_SPINCOUNT:-}" ] || export GOMP_SPINCOUNT=10000
@@ -71,6 +72,16 @@ if [ -d "$PIXEL4" ]; then
     score "$OUT/pixel4_model_raw" --data "$PIXEL4" --model "$NAME" --weights "$weights" --device "$DEVICE" --align
 fi
 
+# The self-ensemble (ENSEMBLE=N: each image run in N flips and quarter turns, averaged), scored beside the plain runs.
+ens=${ENSEMBLE:-1}
+if [ "$ens" != 1 ]; then
+  score "$OUT/synth_model_ensemble$ens" --data "$DATA" --model "$NAME" --weights "$weights" --device "$DEVICE" --self-ensemble "$ens"
+  if [ -d "$PIXEL4" ] && [ ! -f "$OUT/pixel4_skipped" ]; then
+    score "$OUT/pixel4_model_ensemble$ens" --data "$PIXEL4" --model "$NAME" --weights "$weights" --device "$DEVICE" \
+        --align --linear --self-ensemble "$ens"
+  fi
+fi
+
 # jdrl: the paper's point on our data — the same network trained naively on the same misaligned pairs, both scored
 # plainly and against the ground truth warped onto each output (--warp-gt).
 if [ "$NAME" = jdrl ]; then
@@ -104,9 +115,9 @@ for size in 720x1280 1120x1680; do
       "$OUT/img_$size/train_c/source/synth_00000.png" "$OUT/deblurred_$size.png" 2>"$OUT/deblur_$size.log"
 done
 
-/usr/bin/python3 - "$NAME" "$RECIPE" "$RUN" "$OUT" "$DEVICE" "${TRAIN_ARGS:-}" <<'PYEOF'
+/usr/bin/python3 - "$NAME" "$RECIPE" "$RUN" "$OUT" "$DEVICE" "${TRAIN_ARGS:-}" "$ens" <<'PYEOF'
 import json, os, re, sys
-name, recipe, run, out, device, train_args = sys.argv[1:]
+name, recipe, run, out, device, train_args, ensemble = sys.argv[1:]
 train_args = re.sub(r"--variant\s+\S+", "", train_args).strip()  # the variant is the row's name already
 def summary(d):
     p = os.path.join(out, d, "summary.json")
@@ -134,6 +145,18 @@ f = lambda v, p=2: "–" if v is None else f"{v:.{p}f}"
 gain = sm["psnr"] - si["psnr"]
 skipped = os.path.join(out, "pixel4_skipped")
 row["pixel4_note"] = open(skipped).read().strip() if os.path.exists(skipped) else None
+se, pe = summary(f"synth_model_ensemble{ensemble}"), summary(f"pixel4_model_ensemble{ensemble}")
+if ensemble != "1" and se:
+    row["self_ensemble"] = int(ensemble)
+    row["synth_ensemble_psnr"], row["synth_ensemble_ssim"] = se["psnr"], se["ssim"]
+    row["pixel4_ensemble_psnr"] = pe["psnr"] if pe else None
+    p4 = (f", Pixel 4 (`--linear`) {pe['psnr']:.2f} ({pe['psnr'] - pi['psnr']:+.2f})" if pe and pi else "")
+    open(f"results/{name}_{recipe}_ensemble.extra.md", "w").write(
+        f"{name} ({recipe} recipe) with `--self-ensemble {ensemble}` (each image run in {ensemble} flips and quarter turns, "
+        f"the results turned back and averaged; the row above is the plain run): synthetic {se['psnr']:.2f} dB "
+        f"({se['psnr'] - si['psnr']:+.2f}) / SSIM {se['ssim']:.3f}{p4}.\n")
+elif os.path.exists(f"results/{name}_{recipe}_ensemble.extra.md"):
+    os.remove(f"results/{name}_{recipe}_ensemble.extra.md")  # it scored earlier weights
 json.dump(row, open(f"results/{name}_{recipe}.json", "w"), indent=2)
 pixel4 = (f"{f(row['pixel4_psnr'])} ({(row['pixel4_psnr'] or 0) - (row['pixel4_identity_psnr'] or 0):+.2f}) / {f(row['pixel4_ssim'], 3)}"
           if row["pixel4_psnr"] is not None else (row["pixel4_note"] or "–"))

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <set>
 
 #include "data/image.h"
 #include "engine/fileio.h"
@@ -94,6 +95,52 @@ class Identity : public Model {
   nlohmann::json config() const override { return nlohmann::json::object(); }
   Tensor deblur(const Tensor& x, const Tensor&, const Tensor&) override { return x; }
 };
+
+TEST_CASE("turn_image: the eight symmetries of the square, each undone by unturn_image, and ensemble_turns(4) are the quarter turns") {
+  Tensor img = uniform_input({2, 5, 7}, 0.f, 1.f, 5);
+  std::vector<Tensor> seen;
+  for (int t = 0; t < 8; ++t) {
+    Tensor turned = turn_image(img, t);
+    CHECK(turned.shape() == ((t & 4) ? Shape{2, 7, 5} : Shape{2, 5, 7}));
+    CHECK(max_abs_diff(unturn_image(turned, t), img) == 0.0);
+    for (const Tensor& other : seen)
+      if (other.shape() == turned.shape()) CHECK(max_abs_diff(other, turned) > 0.0);  // eight different images
+    seen.push_back(turned);
+  }
+  // Against the training augmentation's own rotations (crop_square, k quarter turns) on a square image.
+  Tensor square = uniform_input({3, 6, 6}, 0.f, 1.f, 6);
+  std::set<int> rotations;
+  for (int t : ensemble_turns(4))
+    for (int k = 0; k < 4; ++k)
+      if (max_abs_diff(turn_image(square, t), crop_square(square, 0, 0, 6, k, false, false)) == 0.0) rotations.insert(k);
+  CHECK(rotations == std::set<int>{0, 1, 2, 3});
+  CHECK(ensemble_turns(1) == std::vector<int>{0});
+  CHECK(ensemble_turns(8).size() == 8);
+  CHECK_THROWS_WITH(ensemble_turns(3), doctest::Contains("1, 2, 4 or 8"));
+}
+
+TEST_CASE("run_deblur's self-ensemble averages the runs on turned copies, each turned back") {
+  manual_seed(5);
+  TwoConvs m;  // random convolutions: not symmetric, so each turn gives a different result
+  LoadedSample s;
+  s.input = uniform_input({3, 37, 53}, 0.f, 1.f, 12);  // not square, and not a multiple of the model's 4
+  Tensor plain = run_deblur(m, s, Device::CPU, InferenceOptions{0});
+  for (int n : {2, 4, 8}) {
+    Tensor expected = zeros({3, 37, 53});
+    for (int t : ensemble_turns(n)) {
+      LoadedSample turned;
+      turned.input = turn_image(s.input, t);
+      expected = expected + unturn_image(run_deblur(m, turned, Device::CPU, InferenceOptions{0}), t) * (1.f / (float)n);
+    }
+    Tensor ensemble = run_deblur(m, s, Device::CPU, InferenceOptions{0, false, n});
+    CHECK(ensemble.shape() == plain.shape());
+    CHECK(max_abs_diff(ensemble, expected) < 1e-6);
+    CHECK(max_abs_diff(ensemble, plain) > 1e-4);
+  }
+  Identity same;  // a symmetric model's ensemble is its plain run
+  CHECK(max_abs_diff(run_deblur(same, s, Device::CPU, InferenceOptions{0, false, 8}), clamp(s.input, 0.f, 1.f)) < 1e-6);
+}
+
 
 TEST_CASE("run_deblur with a linear input shows the network the image brightened and sRGB-encoded, and undoes both") {
   manual_seed(4);

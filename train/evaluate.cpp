@@ -84,6 +84,8 @@ EvalResult evaluate(const EvalOptions& o) {
   RF_CHECK(ds.has_target(), o.data, ": the ", ds.layout, " layout has no ground truth to score against");
   RF_CHECK(o.mode == "identity" || o.mode == "pred" || o.mode == "model", "evaluate: unknown mode '", o.mode, "'");
   RF_CHECK(!o.linear_input || o.mode == "model", "evaluate: --linear changes what a model is given; it goes with --model only");
+  RF_CHECK(o.self_ensemble == 1 || o.mode == "model", "evaluate: --self-ensemble runs a model; it goes with --model only");
+  ensemble_turns(o.self_ensemble);  // checks the count before any image is read
   RF_CHECK(o.bits == 0 || o.bits == 8 || o.bits == 16, "--bits must be 0, 8 or 16");
   if (o.mode == "pred")
     RF_CHECK(is_folder(o.pred_dir), "--pred ", o.pred_dir, ": no such folder (it should hold one prediction per test image)");
@@ -114,7 +116,7 @@ EvalResult evaluate(const EvalOptions& o) {
                s.target, " is ", ls.target.size(2), "x", ls.target.size(1));
     } else {
       double t0 = now_seconds();
-      pred = run_deblur(*model, ls, dev, InferenceOptions{o.tile, o.linear_input});
+      pred = run_deblur(*model, ls, dev, InferenceOptions{o.tile, o.linear_input, o.self_ensemble});
       model_seconds += now_seconds() - t0;
     }
     Tensor ref = ls.target;
@@ -180,7 +182,8 @@ EvalResult evaluate(const EvalOptions& o) {
   write_file_atomic(o.out + "/per_image.csv", csv.str());
   std::string what = o.mode == "identity" ? "identity (blurry input)"
                      : o.mode == "pred"   ? "predictions in " + o.pred_dir
-                                          : o.model + " (" + o.weights + ")" + (o.linear_input ? ", linear input sRGB-encoded" : "");
+                                          : o.model + " (" + o.weights + ")" + (o.linear_input ? ", linear input sRGB-encoded" : "") +
+                                                (o.self_ensemble > 1 ? cat(", self-ensemble of ", o.self_ensemble) : "");
   std::string bits = o.bits ? std::to_string(o.bits) + "-bit" : "unquantised float";
   std::string crop = o.crop_multiple > 0 ? "cropped to a multiple of " + std::to_string(o.crop_multiple) : "full image";
   std::string align = o.align ? ", per-image gain and shift (+-4 px) fitted, 4 px border dropped, peak = max(GT)" : "";
@@ -196,6 +199,7 @@ EvalResult evaluate(const EvalOptions& o) {
                             {"align", o.align},
                             {"warp_gt", o.warp_gt},
                             {"linear_input", o.linear_input},
+                            {"self_ensemble", o.self_ensemble},
                             {"psnr", res.mean.psnr},
                             {"ssim", res.mean.ssim},
                             {"ssim_gaussian", res.mean.ssim_gaussian},

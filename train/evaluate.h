@@ -16,6 +16,7 @@ struct EvalOptions {
   bool align = false;             // per-image gain fit + integer shift search within +-4 px, 4 px border dropped
   bool warp_gt = false;           // warp the ground truth onto the prediction by optical flow before scoring
   bool linear_input = false;      // models: the inputs are linear light (InferenceOptions::linear_input)
+  int self_ensemble = 1;          // models: runs per image in turned copies, averaged (InferenceOptions::self_ensemble)
   std::string lpips;              // LPIPS weights (safetensors); empty: LPIPS reported as unavailable
   std::string device = "auto";
   int64_t limit = 0;              // score only the first N images (0: all)

@@ -16,7 +16,8 @@ namespace fs = std::filesystem;
 
 static const char* kUsage =
     "usage: deblur --model NAME --weights FILE [--depth FILE_OR_DIR] [--defocus FILE_OR_DIR] [--bits 8|16]\n"
-    "              [--tile 1024] [--save-map FILE_OR_DIR] [--linear] [--device auto|cpu|cuda] IN OUT\n"
+    "              [--tile 1024] [--save-map FILE_OR_DIR] [--linear] [--self-ensemble 1|2|4|8]\n"
+    "              [--device auto|cpu|cuda] IN OUT\n"
     "IN and OUT are image files, or folders (every image of IN is deblurred into OUT as NAME.png).\n"
     "--depth / --defocus: a map (or a folder of maps named like the images) for models that read one.\n"
     "--bits 16 writes 16-bit PNG. --tile N: networks that allow it run images larger than N px in tiles\n"
@@ -24,7 +25,9 @@ static const char* kUsage =
     "--save-map: networks that predict a defocus map (sft) write it too (a file, or NAME.png in a folder when IN\n"
     "is one): 16-bit PNG of the CoC radius, 1 unit = 1/256 px, as make_synth's defocus/ (brighter = blurrier).\n"
     "--linear: the images are linear light (raw-like captures such as the Pixel 4 set): each is brightened and\n"
-    "sRGB-encoded for the network (trained on sRGB images), and its result decoded and darkened back.";
+    "sRGB-encoded for the network (trained on sRGB images), and its result decoded and darkened back.\n"
+    "--self-ensemble N: each image is run in N of its eight flips and quarter turns, each result turned back and\n"
+    "the N averaged (N times the time).";
 
 namespace {
 
@@ -71,6 +74,8 @@ int main(int argc, char** argv) {
     InferenceOptions io;
     io.tile = a.integer("--tile", io.tile, 0, 1 << 20);
     io.linear_input = a.flag("--linear");
+    io.self_ensemble = (int)a.integer("--self-ensemble", 1, 1, 8);
+    ensemble_turns(io.self_ensemble);  // a count other than 1, 2, 4 or 8 is refused before any work
     Device dev = select_device(a.str("--device", "auto"));
     a.check_all_used();
     auto model = load_model(weights, name, dev);

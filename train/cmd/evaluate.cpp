@@ -11,14 +11,16 @@ static const char* kUsage =
     "usage: evaluate --data DIR (--identity | --pred DIR | --model NAME --weights FILE)\n"
     "                [--split test] [--layout auto] [--out DIR] [--bits 8|16|0] [--crop-multiple N]\n"
     "                [--align] [--warp-gt] [--lpips WEIGHTS.safetensors] [--device auto|cpu|cuda] [--limit N] [--tile 1024]\n"
-    "                [--linear]\n"
+    "                [--linear] [--self-ensemble 1|2|4|8]\n"
     "Writes OUT/per_image.csv, OUT/summary.json and OUT/results.md (default OUT: eval_out) and prints the table.\n"
     "--align fits a gain and a +-4 px shift per image (for the Pixel 4 set, whose input and GT differ so).\n"
     "--warp-gt warps the ground truth onto each prediction by optical flow first (paper 004's protocol for\n"
     "misaligned sets such as SDD; the plain protocol stays the default).\n"
     "--tile N: models that allow it run images larger than N px in tiles (bounded memory; 0: whole images).\n"
     "--linear (with --model): the inputs are linear light (the Pixel 4 set): the model sees them brightened and\n"
-    "sRGB-encoded, as it was trained, and its results are decoded and darkened back before scoring.";
+    "sRGB-encoded, as it was trained, and its results are decoded and darkened back before scoring.\n"
+    "--self-ensemble N (with --model): each image is run in N of its eight flips and quarter turns, each result\n"
+    "turned back and the N averaged (N times the time; the judged figures are plain runs).";
 
 int main(int argc, char** argv) {
   return run_main("evaluate", [&] {
@@ -51,6 +53,7 @@ int main(int argc, char** argv) {
       o.weights = a.required("--weights");
     }
     o.linear_input = a.flag("--linear");
+    o.self_ensemble = (int)a.integer("--self-ensemble", 1, 1, 8);
     a.check_all_used();
     EvalResult r = evaluate(o);
     std::printf("%s", r.table.c_str());
