@@ -70,7 +70,7 @@ struct InferenceOptions {
   // [ours] Self-ensemble: the image is run in this many of the square's eight symmetries (1, 2, 4 or 8:
   // ensemble_turns()), each result turned back, and the results averaged. It costs that many whole runs (gs fits its
   // blobs afresh in each: averaging the fits is most of what it gains). Not part of the papers' protocols, so the
-  // judged figures are plain runs and an ensemble's are reported beside them.
+  // judged figures are plain runs and an ensemble's are reported beside them. A model's stats() count every run.
   int self_ensemble = 1;
 };
 
@@ -90,7 +90,8 @@ Tensor decode_linear_output(const Tensor& out, float gain);
 
 // One image through a model: input [3, H, W] on any device (+ depth/defocus [1, H, W] as the model needs)
 // -> [3, H, W] in [0, 1] on the CPU. Pads to size_multiple(), tiles with context where allowed, eval mode,
-// NoGrad. Throws naming what is missing when the model needs a map the sample lacks.
+// NoGrad; around that, o's linear-light encoding and self-ensemble (the outermost: each turn is a whole run).
+// Throws naming what is missing when the model needs a map the sample lacks.
 Tensor run_deblur(Model& m, const LoadedSample& s, Device d, const InferenceOptions& o = {});
 
 }  // namespace rf

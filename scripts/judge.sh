@@ -21,6 +21,8 @@ bin="$BUILD/bin"
 DATA=${JUDGE_DATA:-data/judge}
 PIXEL4=${PIXEL4:-../shared/realdefocus/dual_pixel_defocus_estimation_deblurring}
 DEVICE=${DEVICE:-$([ "$RECIPE" = gpu ] && echo cuda || echo cpu)}
+ens=${ENSEMBLE:-1}
+case "$ens" in 1|2|4|8) ;; *) echo "judge.sh: ENSEMBLE must be 1, 2, 4 or 8, got '$ens'" >&2; exit 1;; esac
 RUN=${RUN:-runs/judge_${NAME}_${RECIPE}}
 OUT=runs/judge_${NAME}_${RECIPE}_eval
 mkdir -p "$OUT" results
@@ -73,7 +75,6 @@ if [ -d "$PIXEL4" ]; then
 fi
 
 # The self-ensemble (ENSEMBLE=N: each image run in N flips and quarter turns, averaged), scored beside the plain runs.
-ens=${ENSEMBLE:-1}
 if [ "$ens" != 1 ]; then
   score "$OUT/synth_model_ensemble$ens" --data "$DATA" --model "$NAME" --weights "$weights" --device "$DEVICE" --self-ensemble "$ens"
   if [ -d "$PIXEL4" ] && [ ! -f "$OUT/pixel4_skipped" ]; then
@@ -146,6 +147,8 @@ gain = sm["psnr"] - si["psnr"]
 skipped = os.path.join(out, "pixel4_skipped")
 row["pixel4_note"] = open(skipped).read().strip() if os.path.exists(skipped) else None
 se, pe = summary(f"synth_model_ensemble{ensemble}"), summary(f"pixel4_model_ensemble{ensemble}")
+if not pm:
+    pe = None  # Pixel 4 not scored this time: an ensemble folder there is of an earlier run
 if ensemble != "1" and se:
     row["self_ensemble"] = int(ensemble)
     row["synth_ensemble_psnr"], row["synth_ensemble_ssim"] = se["psnr"], se["ssim"]
@@ -153,10 +156,10 @@ if ensemble != "1" and se:
     p4 = (f", Pixel 4 (`--linear`) {pe['psnr']:.2f} ({pe['psnr'] - pi['psnr']:+.2f})" if pe and pi else "")
     open(f"results/{name}_{recipe}_ensemble.extra.md", "w").write(
         f"{name} ({recipe} recipe) with `--self-ensemble {ensemble}` (each image run in {ensemble} flips and quarter turns, "
-        f"the results turned back and averaged; the row above is the plain run): synthetic {se['psnr']:.2f} dB "
+        f"the results turned back and averaged; the table's {name} row is the plain run): synthetic {se['psnr']:.2f} dB "
         f"({se['psnr'] - si['psnr']:+.2f}) / SSIM {se['ssim']:.3f}{p4}.\n")
 elif os.path.exists(f"results/{name}_{recipe}_ensemble.extra.md"):
-    os.remove(f"results/{name}_{recipe}_ensemble.extra.md")  # it scored earlier weights
+    os.remove(f"results/{name}_{recipe}_ensemble.extra.md")  # not asked for this time
 json.dump(row, open(f"results/{name}_{recipe}.json", "w"), indent=2)
 pixel4 = (f"{f(row['pixel4_psnr'])} ({(row['pixel4_psnr'] or 0) - (row['pixel4_identity_psnr'] or 0):+.2f}) / {f(row['pixel4_ssim'], 3)}"
           if row["pixel4_psnr"] is not None else (row["pixel4_note"] or "–"))

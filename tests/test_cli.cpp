@@ -84,7 +84,7 @@ TEST_CASE("train_gs stopped in every stage and resumed ends with the same weight
   TempDir d;
   Run r = run("make_synth --out " + (d / "data") + " --n 4 --size 48x48 --seed 3");
   REQUIRE_MESSAGE(r.code == 0, r.output);
-  // 4 initializer steps, 4 fits and 1 sharp pair's fit (one per 30 images, rounded up), 4 deblurrer steps: global
+  // 4 initializer steps, 4 fits and 1 sharp pair's fit (one per 15 images, rounded up), 4 deblurrer steps: global
   // steps 0-3, 4-8, 9-12.
   std::string args = " --device cpu --init-iters 4 --fit-iters 5 --iters 4 --crop 32 --batch 1 --checkpoint-every 100";
   r = run("train_gs " + (d / "data") + " --out " + (d / "whole") + args);

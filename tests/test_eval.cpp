@@ -136,6 +136,9 @@ TEST_CASE("evaluate --align recovers a gain and a shift") {
   CHECK(r.rows[0].psnr > 60);
   o.linear_input = true;  // a model option: the blurry input is scored as it is
   CHECK_THROWS_WITH_AS(evaluate(o), doctest::Contains("goes with --model only"), Error);
+  o.linear_input = false;
+  o.self_ensemble = 2;  // so is the self-ensemble
+  CHECK_THROWS_WITH_AS(evaluate(o), doctest::Contains("goes with --model only"), Error);
   fs::remove_all(dir);
 }
 

@@ -96,6 +96,15 @@ class Identity : public Model {
   Tensor deblur(const Tensor& x, const Tensor&, const Tensor&) override { return x; }
 };
 
+// Reads a depth map: the image scaled by it, pixel by pixel.
+class DepthScaled : public Model {
+ public:
+  std::string name() const override { return "depth_scaled"; }
+  nlohmann::json config() const override { return nlohmann::json::object(); }
+  ModelInputs inputs() const override { return {true, false}; }
+  Tensor deblur(const Tensor& x, const Tensor& depth, const Tensor&) override { return x * depth; }
+};
+
 TEST_CASE("turn_image: the eight symmetries of the square, each undone by unturn_image, and ensemble_turns(4) are the quarter turns") {
   Tensor img = uniform_input({2, 5, 7}, 0.f, 1.f, 5);
   std::vector<Tensor> seen;
@@ -139,8 +148,13 @@ TEST_CASE("run_deblur's self-ensemble averages the runs on turned copies, each t
   }
   Identity same;  // a symmetric model's ensemble is its plain run
   CHECK(max_abs_diff(run_deblur(same, s, Device::CPU, InferenceOptions{0, false, 8}), clamp(s.input, 0.f, 1.f)) < 1e-6);
+  // The maps turn with the image: a pointwise model of image and depth map gives its plain result in every turn.
+  DepthScaled scaled;
+  s.depth = uniform_input({1, 37, 53}, 0.2f, 1.f, 13);
+  Tensor by_depth = run_deblur(scaled, s, Device::CPU, InferenceOptions{0});
+  CHECK(max_abs_diff(by_depth, clamp(s.input * s.depth, 0.f, 1.f)) < 1e-6);
+  CHECK(max_abs_diff(run_deblur(scaled, s, Device::CPU, InferenceOptions{0, false, 8}), by_depth) < 1e-6);
 }
-
 
 TEST_CASE("run_deblur with a linear input shows the network the image brightened and sRGB-encoded, and undoes both") {
   manual_seed(4);

@@ -53,8 +53,8 @@ struct GsTraining {
   // has few nearly sharp images (5 of 300 above 35 dB), so the deblurrer learned to sharpen everything; these
   // show it images to leave alone.
   int64_t samples() const { return (int64_t)ctx->train.samples.size(); }
-  // --sharp-pairs -1 (the default): one per 15 training images, rounded up (20 of the judging set's 298, 3 of the
-  // demo's 32): a fixed count would be a third of a small set's crops and teach the deblurrer to hold back.
+  // --sharp-pairs -1 (the default): one per 15 training images, rounded up (20 of the judging set's 298, 2 of the
+  // demo's 30): a fixed count would be a quarter of a small set's crops and teach the deblurrer to hold back.
   // (One per 30 until session 21; judged at 14000 steps, one per 15 gave +1.27 dB against +1.24 and the sharpest
   // test image +0.06 against -0.21.)
   int64_t sharp_pairs() const {
@@ -263,7 +263,8 @@ Recipe gs_recipe() {
       // Off: 30 sharp pairs (same fits, 3000 steps) took the sharpest image from -1.26 to -0.88 dB but the mean
       // gain from +0.58 to +0.30 dB: the deblurrer learned to hold back everywhere; 10 capped at 40 dB: +0.42, -1.48.
       // Session 18's deblurrer, 10 capped at 45 dB: +0.92 against +0.93, the sharpest -0.25 against -0.96. On since
-      // session 19, judged: +1.12 dB against +1.15, the sharpest image (38.6 dB) -0.27 against -0.73.
+      // session 19, judged: +1.12 dB against +1.15, the sharpest image (38.6 dB) -0.27 against -0.73. One per 15 since
+      // session 21 (judged at 14000 steps: +1.27 against +1.24, the sharpest +0.06 against -0.21).
       {"--sharp-pairs", "sharp_pairs", (int64_t)-1,
        "also fit this many training targets and train on them as their own inputs (images to leave alone; -1: one per "
        "15 training images)", -1, 1e6, (int64_t)0},
@@ -281,10 +282,12 @@ Recipe gs_recipe() {
   r.cpu.val_crop = 128;
   r.cpu.val_every = 1000;
   // Within 45 minutes on 2 cores: fits of 300 images (150 iterations each, 1.3 s at 256x256, 7 minutes with the
-  // initializer) and 14000 steps: 37.3 minutes in all when judged in session 20 (0.125 s a step alone; 0.24 s when
+  // initializer) and 14000 steps: 37.3 minutes in all when judged in session 20 (38.2 in session 21 with 20 sharp
+  // pairs, on another CPU; 0.125 s a step alone; 0.24 s when
   // 8000 steps were judged in session 19, before the vectorized softmax, GELU and LayerNorm). The steps pay on the
   // synthetic set: on the same 300 fits, 3000 steps gained +0.38 dB over the input, 6000 +0.70 (session 14), 8000
   // +1.12, 12000 +1.21, 14000 +1.24 (the sharpest image -0.27, -0.31, -0.21); on the Pixel 4 photos +0.03, +0.02, +0.01.
+  // With one sharp pair per 15 images (session 21), 14000 steps: +1.27, the sharpest +0.06, Pixel 4 +0.01.
   r.cpu.limit = 300;
   r.cpu.net = {{"init_iters", 300}, {"fit_iters", 150}};
   r.gpu.iters = 20000;

@@ -27,7 +27,7 @@ static const char* kUsage =
     "--linear: the images are linear light (raw-like captures such as the Pixel 4 set): each is brightened and\n"
     "sRGB-encoded for the network (trained on sRGB images), and its result decoded and darkened back.\n"
     "--self-ensemble N: each image is run in N of its eight flips and quarter turns, each result turned back and\n"
-    "the N averaged (N times the time).";
+    "the N averaged (N times the time; --save-map writes the plain run's map).";
 
 namespace {
 
