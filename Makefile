@@ -6,7 +6,7 @@ JOBS       ?= $(shell nproc)
 CUDA_ARCHS ?=
 CPU_ONLY   ?= 0
 # python3-torch: the PyTorch twins of the networks run at test time (their weights are too large to commit).
-DEPS       := cmake g++ make libstb-dev nlohmann-json3-dev doctest-dev libopenblas-openmp-dev python3-torch
+DEPS       := cmake g++ make libstb-dev nlohmann-json3-dev doctest-dev libopenblas-openmp-dev python3-torch python3-scipy python3-skimage
 
 # libgomp's idle threads spin 300,000 rounds after each parallel region before they sleep:
 # harmless alone on the cores, but beside another busy process (`ctest -j`, a second run, a build) each side's
