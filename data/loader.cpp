@@ -181,10 +181,14 @@ Batch TrainLoader::make_batch(int64_t step) {
     int k = o_.augment && crop > 0 ? (int)g.randint(4) : 0;
     bool fx = o_.augment && g.uniform() < 0.5f, fy = o_.augment && g.uniform() < 0.5f;
     auto take = [&](const Tensor& t) { return crop <= 0 ? t.clone() : crop_square(t, top, left, crop, k, fx, fy); };
-    ins.push_back(take(s.input));
+    // Its own generator, so that the crops above stay what they were without sharp pairs.
+    const bool sharp = o_.sharp_fraction > 0 &&
+                       Generator(o_.seed * 0xD1B54A32D192ED03ull + (uint64_t)pos * 0x94D049BB133111EBull + 11).uniform() <
+                           o_.sharp_fraction;
     tgts.push_back(take(s.target));
+    ins.push_back(sharp ? tgts.back().clone() : take(s.input));
     if (o_.with_depth) deps.push_back(take(s.depth));
-    if (o_.with_defocus) defs.push_back(take(s.defocus));
+    if (o_.with_defocus) defs.push_back(sharp ? zeros({1, ins.back().size(1), ins.back().size(2)}) : take(s.defocus));
     if (b == 0) {
       size_h = ins.back().size(1);
       size_w = ins.back().size(2);

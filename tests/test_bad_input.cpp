@@ -346,6 +346,8 @@ TEST_CASE("configs, numeric flags, unknown flags and paths are checked before an
   check_refused(run(train + " --out " + (f.d / "t7") + " --iters 12x"), "--iters 12x", {"option --iters expects an integer, got '12x'"});
   check_refused(run(train + " --out " + (f.d / "t8") + " --lr nan"), "--lr nan", {"option --lr must be between"});
   check_refused(run(train + " --out " + (f.d / "t9") + " --loss l1"), "--loss l1", {"--loss must be mse or psnr, got 'l1'"});
+  check_refused(run(train + " --out " + (f.d / "t10") + " --sharp-fraction 0.1"), "gs --sharp-fraction",
+                {"train_gs fits its own sharp pairs (--sharp-pairs N)"});
   // A refused run leaves no folder behind (rerunning with the same --out then works), nor a config.json in a folder that
   // was there before it.
   for (int i = 1; i <= 9; ++i) CHECK_MESSAGE(!fs::exists(f.d / ("t" + std::to_string(i))), "t" << i << " left behind");

@@ -14,6 +14,7 @@
 #include "data/synth.h"
 #include "engine/fileio.h"
 #include "engine/safetensors.h"
+#include "ops/shape.h"
 #include "tests/harness.h"
 #include "data/metrics.h"
 
@@ -188,6 +189,44 @@ TEST_CASE("training loader: deterministic batches, same transform on input and t
   o.crop = 64;
   TrainLoader big(ds, o);
   CHECK_THROWS_WITH_AS(big.next(), doctest::Contains("smaller than --crop 64"), Error);
+}
+
+TEST_CASE("training loader: sharp pairs show the target as the input, in focus, and leave the other crops as they were") {
+  TempDir d;
+  Run made = run_program("make_synth --out " + (d / "s") + " --n 6 --size 40x40 --seed 3");
+  REQUIRE(made.code == 0);
+  Dataset ds = open_dataset(d / "s", "train");
+  LoaderOptions o;
+  o.batch = 4;
+  o.crop = 16;
+  o.seed = 9;
+  o.with_defocus = true;
+  TrainLoader plain(ds, o);
+  o.sharp_fraction = 0.3;
+  TrainLoader mixed(ds, o);
+  int sharp = 0, blurred = 0, with_blur = 0;
+  for (int s = 0; s < 10; ++s) {
+    Batch p = plain.next(), m = mixed.next();
+    CHECK(max_abs_diff(m.target, p.target) == 0);  // the same crops, flips and turns
+    for (int64_t b = 0; b < o.batch; ++b) {
+      auto at = [b](const Tensor& t) { return slice(t, 0, b, b + 1); };
+      const double blur = max_abs_diff(at(m.defocus), zeros(at(m.defocus).shape()));
+      if (max_abs_diff(at(m.input), at(m.target)) == 0) {
+        ++sharp;
+        CHECK(blur == 0);  // in focus everywhere
+      } else {
+        ++blurred;
+        CHECK(max_abs_diff(at(m.input), at(p.input)) == 0);
+        CHECK(max_abs_diff(at(m.defocus), at(p.defocus)) == 0);
+        with_blur += blur > 0;
+      }
+    }
+  }
+  // 40 crops at 0.3: a share near it (the binomial's 99.9% range is 4..22).
+  CHECK(sharp >= 4);
+  CHECK(sharp <= 22);
+  CHECK(sharp + blurred == 40);
+  CHECK(with_blur > 0);
 }
 
 TEST_CASE("PSNR and both SSIM forms agree with scikit-image") {

@@ -123,6 +123,29 @@ TEST_CASE("the trainer validates on held-out pairs, logs, reports and writes the
   CHECK(read_file(d / "run/report.html").find("main/val_psnr") != std::string::npos);
 }
 
+TEST_CASE("--sharp-fraction is recorded in the run and kept on resume") {
+  TempDir d;
+  write_pairs(d / "data", 6);
+  Result r = train({d / "data", "--out", d / "run", "--device", "cpu", "--sharp-fraction", "0.25", "--stop-after", "2"},
+                   d / "err.txt");
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  CHECK(nlohmann::json::parse(read_file(d / "run/config.json"))["train"]["sharp_fraction"].get<double>() == 0.25);
+  r = train({d / "data", "--out", d / "run", "--resume", "--sharp-fraction", "0.1"}, d / "err.txt");
+  CHECK(r.code == 1);
+  CHECK(r.err.find("sharp_fraction = 0.1 differs from the run's 0.25") != std::string::npos);
+  r = train({d / "data", "--out", d / "run", "--resume"}, d / "err.txt");
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  CHECK(nlohmann::json::parse(read_file(d / "run/config.json"))["train"]["sharp_fraction"].get<double>() == 0.25);
+  CHECK(file_exists(d / "run/toy.safetensors"));
+  // A run saved before the flag existed trained without sharp crops: asking for them on resume is refused.
+  auto config = nlohmann::json::parse(read_file(d / "run/config.json"));
+  config["train"].erase("sharp_fraction");
+  write_file_atomic(d / "run/config.json", config.dump());
+  r = train({d / "data", "--out", d / "run", "--resume", "--sharp-fraction", "0.25"}, d / "err.txt");
+  CHECK(r.code == 1);
+  CHECK(r.err.find("sharp_fraction = 0.25 differs from the run's 0.0") != std::string::npos);
+}
+
 TEST_CASE("a NaN loss stops training with the stage and step, and no non-finite weight is written") {
   TempDir d;
   write_pairs(d / "data", 6);
@@ -150,6 +173,9 @@ TEST_CASE("trainer options are parsed strictly") {
   CHECK(r.err.find("--recipe must be cpu or gpu") != std::string::npos);
   r = train({d / "data", "--out", d / "run4", "--iters", "4294967297"}, d / "err.txt");
   CHECK(r.code == 1);
+  r = train({d / "data", "--out", d / "run6", "--sharp-fraction", "0.9"}, d / "err.txt");
+  CHECK(r.code == 1);
+  CHECK(r.err.find("option --sharp-fraction must be between 0 and 0.5") != std::string::npos);
   r = train({d / "data", "--out", d / "run5", "--resume"}, d / "err.txt");
   CHECK(r.code == 1);
   CHECK(r.err.find("holds no training run") != std::string::npos);

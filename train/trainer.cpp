@@ -32,6 +32,7 @@ nlohmann::json TrainOptions::to_json() const {
           {"checkpoint_every", checkpoint_every},
           {"log_every", log_every},
           {"limit", limit},
+          {"sharp_fraction", sharp_fraction},
           {"net", net}};
 }
 
@@ -40,6 +41,7 @@ LoaderOptions TrainContext::loader_options() const {
   lo.batch = opt.batch;
   lo.crop = opt.crop;
   lo.seed = opt.seed;
+  lo.sharp_fraction = opt.sharp_fraction;
   ModelInputs need = model->training_inputs();
   lo.with_depth = need.depth;
   lo.with_defocus = need.defocus;
@@ -96,6 +98,7 @@ const std::vector<CommonFlag> kCommonFlags = {
     {"--checkpoint-every N", "save weights and optimizer state every N steps"},
     {"--log-every N", "log the loss every N steps"},
     {"--limit N", "train on the first N images only"},
+    {"--sharp-fraction F", "share of training crops whose input is their own sharp target (learn to leave sharp alone)"},
     {"--resume", "continue the run in --out where it stopped (the original command line is accepted)"},
     {"--stop-after N", "save and stop after N steps of all stages together (continue later with --resume)"},
 };
@@ -140,6 +143,7 @@ nlohmann::json flags_given(const Recipe& r, const Args& a) {
     RF_CHECK(lr > 0, "option --lr must be a positive number, got ", lr);
     g["lr"] = lr;
   }
+  if (a.has("--sharp-fraction")) g["sharp_fraction"] = a.number("--sharp-fraction", 0, 0, 0.5);
   if (a.has("--layout")) g["layout"] = a.str("--layout", "auto");
   nlohmann::json net = nlohmann::json::object();
   for (auto& f : r.flags) {
@@ -175,6 +179,7 @@ void apply(TrainOptions& o, const nlohmann::json& j, const std::string& source) 
     get("checkpoint_every", o.checkpoint_every);
     get("log_every", o.log_every);
     get("limit", o.limit);
+    get("sharp_fraction", o.sharp_fraction);
     if (j.contains("net")) o.net.update(j.at("net"));
   } catch (const nlohmann::json::exception& e) {
     throw Error(cat(source, ": a training option has the wrong type (", e.what(), ")"));
@@ -195,6 +200,7 @@ TrainOptions defaults(const Recipe& r, const std::string& recipe) {
   o.val_crop = d.val_crop;
   o.checkpoint_every = d.checkpoint_every;
   o.limit = d.limit;
+  o.sharp_fraction = d.sharp_fraction;
   for (auto& f : r.flags) o.net[f.key] = f.default_value;
   o.net.update(d.net);
   return o;
@@ -398,6 +404,8 @@ int train_main(const Recipe& r, int argc, char** argv) {
     if (resume) {
       RF_CHECK(saved.contains("train") && saved.contains("model"), run.file("config.json"),
                ": not a config written by a refocus trainer (no 'train' or 'model' section)");
+      // Runs saved before --sharp-fraction existed showed every crop blurred, whatever a recipe's default is now.
+      if (saved["train"].is_object() && !saved["train"].contains("sharp_fraction")) saved["train"]["sharp_fraction"] = 0.0;
       if (a.has("--recipe")) check_same({{"recipe", recipe}}, saved["train"], run.path());
       check_same(given, saved["train"], run.path());
       ctx.opt = defaults(r, saved["train"].value("recipe", std::string("cpu")));

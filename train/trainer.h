@@ -34,6 +34,7 @@ struct TrainOptions {
   uint64_t seed = 0;
   int64_t val_every = 500, val_images = 4, val_crop = 256, checkpoint_every = 500, log_every = 20;
   int64_t limit = 0;                     // train on the first N images only (0: all)
+  double sharp_fraction = 0;             // share of training crops shown sharp (see LoaderOptions)
   nlohmann::json net = nlohmann::json::object();  // the network's own flags, by key
   nlohmann::json to_json() const;
 };
@@ -44,6 +45,7 @@ struct RecipeDefaults {
   float lr = 1e-4f;
   int64_t val_every = 500, val_images = 4, val_crop = 256, checkpoint_every = 500;
   int64_t limit = 0;  // train on the first N images (0: all)
+  double sharp_fraction = 0;
   nlohmann::json net = nlohmann::json::object();  // overrides of the network flags' defaults
 };
 
