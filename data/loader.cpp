@@ -38,6 +38,10 @@ TrainLoader::TrainLoader(const Dataset& ds, LoaderOptions o) : ds_(ds), o_(o) {
   RF_CHECK(!o_.with_defocus || ds_.has_defocus(), ds_.root,
            ": this model needs defocus maps (DED layout or make_synth's defocus/), and the dataset has none");
   RF_CHECK(o_.batch >= 1, "TrainLoader: batch must be at least 1");
+  RF_CHECK(o_.sharp_fraction >= 0 && o_.sharp_fraction <= 0.5, "TrainLoader: sharp_fraction must be between 0 and 0.5, got ",
+           o_.sharp_fraction);
+  RF_CHECK(!(o_.with_depth && o_.sharp_fraction > 0),
+           "TrainLoader: sharp crops with depth maps would show a sharp input whose depth implies blur");
   for (int i = 0; i < std::max(1, o_.workers); ++i) threads_.emplace_back([this] { worker(); });
 }
 

@@ -36,6 +36,7 @@ struct LoaderOptions {
   bool with_depth = false, with_defocus = false;
   // [ours] The share of crops whose input is replaced by their own sharp target (and defocus map by zeros, in
   // focus): the synthetic sets hold few nearly sharp images, and a network that never sees one sharpens everything.
+  // Not with depth maps (a sharp crop's depth would still imply its blur).
   double sharp_fraction = 0;
   size_t cache_mb = 2048;  // decoded images kept in memory (least recently used are dropped)
 };

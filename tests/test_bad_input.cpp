@@ -346,10 +346,16 @@ TEST_CASE("configs, numeric flags, unknown flags and paths are checked before an
   check_refused(run(train + " --out " + (f.d / "t7") + " --iters 12x"), "--iters 12x", {"option --iters expects an integer, got '12x'"});
   check_refused(run(train + " --out " + (f.d / "t8") + " --lr nan"), "--lr nan", {"option --lr must be between"});
   check_refused(run(train + " --out " + (f.d / "t9") + " --loss l1"), "--loss l1", {"--loss must be mse or psnr, got 'l1'"});
-  check_refused(run(train + " --out " + (f.d / "t10") + " --sharp-fraction 0.1"), "gs --sharp-fraction",
+  check_refused(run(train + " --out " + (f.d / "t9b") + " --sharp-fraction 0.1"), "gs --sharp-fraction",
                 {"train_gs fits its own sharp pairs (--sharp-pairs N)"});
+  write_bytes(f.d / "sharp.json", "{\"train\": {\"sharp_fraction\": 2}}");
+  check_refused(run("train_ggkm " + f.data + " --device cpu --iters 1 --crop 32 --out " + (f.d / "t9c") + " --config " +
+                    (f.d / "sharp.json")),
+                "sharp_fraction 2 in a config", {f.d / "sharp.json", "sharp_fraction must be between 0 and 0.5, got 2"});
   // A refused run leaves no folder behind (rerunning with the same --out then works), nor a config.json in a folder that
   // was there before it.
+  CHECK_FALSE(fs::exists(f.d / "t9b"));
+  CHECK_FALSE(fs::exists(f.d / "t9c"));
   for (int i = 1; i <= 9; ++i) CHECK_MESSAGE(!fs::exists(f.d / ("t" + std::to_string(i))), "t" << i << " left behind");
   // --crop 30 is refused after config.json and fits/ were written: both go, the user's own file in the folder stays.
   check_refused(run(train + " --out " + (f.d / "t10") + " --crop 30"), "--crop 30", {"--crop must be a multiple of 4"});

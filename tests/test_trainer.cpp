@@ -56,6 +56,7 @@ Recipe toy_recipe() {
   r.cpu.val_images = 2;
   r.cpu.checkpoint_every = 2;
   r.gpu = r.cpu;
+  r.gpu.sharp_fraction = 0.25;
   r.flags = {{"--nan-at", "nan_at", (int64_t)-1, "make the loss NaN from this step on", -1, 1e9}};
   r.model_config = [](const TrainContext& ctx) { return nlohmann::json{{"nan_at", ctx.opt.net["nan_at"]}}; };
   r.make = [](const std::string&, const nlohmann::json& c) { return std::make_unique<ToyModel>(c); };
@@ -123,27 +124,52 @@ TEST_CASE("the trainer validates on held-out pairs, logs, reports and writes the
   CHECK(read_file(d / "run/report.html").find("main/val_psnr") != std::string::npos);
 }
 
-TEST_CASE("--sharp-fraction is recorded in the run and kept on resume") {
+TEST_CASE("--sharp-fraction is recorded, kept on resume, and off for runs saved before it existed") {
   TempDir d;
   write_pairs(d / "data", 6);
-  Result r = train({d / "data", "--out", d / "run", "--device", "cpu", "--sharp-fraction", "0.25", "--stop-after", "2"},
-                   d / "err.txt");
+  auto weights = [&](const std::string& run) {
+    std::vector<float> all;
+    for (auto& [name, t] : load_safetensors(d / (run + "/toy.safetensors")).tensors) {
+      auto v = t.to_vector();
+      all.insert(all.end(), v.begin(), v.end());
+    }
+    return all;
+  };
+  const std::vector<std::string> base = {d / "data", "--device", "cpu", "--val-images", "0"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> a = base;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  // The toy's gpu recipe shows a quarter of its crops sharp by default.
+  REQUIRE(train(with({"--out", d / "whole", "--recipe", "gpu"}), d / "err.txt").code == 0);
+  REQUIRE(train(with({"--out", d / "none", "--recipe", "gpu", "--sharp-fraction", "0"}), d / "err.txt").code == 0);
+  CHECK(nlohmann::json::parse(read_file(d / "whole/config.json"))["train"]["sharp_fraction"].get<double>() == 0.25);
+  CHECK(weights("whole") != weights("none"));  // the sharp crops changed what was learnt
+
+  // Stopped and resumed: the same weights as the uninterrupted run; a different fraction on resume is refused.
+  Result r = train(with({"--out", d / "parts", "--recipe", "gpu", "--stop-after", "3"}), d / "err.txt");
   REQUIRE_MESSAGE(r.code == 0, r.err);
-  CHECK(nlohmann::json::parse(read_file(d / "run/config.json"))["train"]["sharp_fraction"].get<double>() == 0.25);
-  r = train({d / "data", "--out", d / "run", "--resume", "--sharp-fraction", "0.1"}, d / "err.txt");
+  r = train({d / "data", "--out", d / "parts", "--resume", "--sharp-fraction", "0.1"}, d / "err.txt");
   CHECK(r.code == 1);
   CHECK(r.err.find("sharp_fraction = 0.1 differs from the run's 0.25") != std::string::npos);
-  r = train({d / "data", "--out", d / "run", "--resume"}, d / "err.txt");
+  r = train({d / "data", "--out", d / "parts", "--resume"}, d / "err.txt");
   REQUIRE_MESSAGE(r.code == 0, r.err);
-  CHECK(nlohmann::json::parse(read_file(d / "run/config.json"))["train"]["sharp_fraction"].get<double>() == 0.25);
-  CHECK(file_exists(d / "run/toy.safetensors"));
-  // A run saved before the flag existed trained without sharp crops: asking for them on resume is refused.
-  auto config = nlohmann::json::parse(read_file(d / "run/config.json"));
+  CHECK(weights("parts") == weights("whole"));
+
+  // A run saved before the flag existed (no sharp_fraction in its config) resumes without sharp crops, whatever the
+  // recipe's default is now, and refuses a fraction asked for on resume.
+  r = train(with({"--out", d / "old", "--recipe", "gpu", "--sharp-fraction", "0", "--stop-after", "3"}), d / "err.txt");
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  auto config = nlohmann::json::parse(read_file(d / "old/config.json"));
   config["train"].erase("sharp_fraction");
-  write_file_atomic(d / "run/config.json", config.dump());
-  r = train({d / "data", "--out", d / "run", "--resume", "--sharp-fraction", "0.25"}, d / "err.txt");
+  write_file_atomic(d / "old/config.json", config.dump());
+  r = train({d / "data", "--out", d / "old", "--resume", "--sharp-fraction", "0.25"}, d / "err.txt");
   CHECK(r.code == 1);
   CHECK(r.err.find("sharp_fraction = 0.25 differs from the run's 0.0") != std::string::npos);
+  r = train({d / "data", "--out", d / "old", "--resume"}, d / "err.txt");
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  CHECK(weights("old") == weights("none"));
 }
 
 TEST_CASE("a NaN loss stops training with the stage and step, and no non-finite weight is written") {

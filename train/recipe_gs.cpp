@@ -352,7 +352,7 @@ Recipe gs_recipe() {
   r.stages = [](TrainContext& ctx) {
     RF_CHECK(ctx.opt.crop % 4 == 0 && ctx.opt.crop >= 16, "--crop must be a multiple of 4, at least 16");
     RF_CHECK(ctx.opt.sharp_fraction == 0, "train_gs fits its own sharp pairs (--sharp-pairs N); --sharp-fraction is for "
-             "the networks trained on crops");
+             "the image-to-image networks (ggkm, sft, inik, jdrl)");
     auto t = std::make_shared<GsTraining>();
     t->ctx = &ctx;
     GsModel& m = t->model();

@@ -98,7 +98,7 @@ const std::vector<CommonFlag> kCommonFlags = {
     {"--checkpoint-every N", "save weights and optimizer state every N steps"},
     {"--log-every N", "log the loss every N steps"},
     {"--limit N", "train on the first N images only"},
-    {"--sharp-fraction F", "share of training crops whose input is their own sharp target (learn to leave sharp alone)"},
+    {"--sharp-fraction F", "share (0-0.5) of training crops whose input is their own sharp target (not train_gs: --sharp-pairs)"},
     {"--resume", "continue the run in --out where it stopped (the original command line is accepted)"},
     {"--stop-after N", "save and stop after N steps of all stages together (continue later with --resume)"},
 };
@@ -116,8 +116,11 @@ std::string usage(const Recipe& r) {
     std::string shown = f.flag + (f.default_value.is_boolean() ? "" : " V");
     line(shown, cat(f.help, f.default_value.is_boolean() ? "" : cat(" (default ", f.default_value.dump(), ")")));
   }
-  u += cat("\nRecipes: cpu = ", r.cpu.iters, " steps, batch ", r.cpu.batch, ", crop ", r.cpu.crop, ", lr ", r.cpu.lr,
-           "; gpu = ", r.gpu.iters, " steps, batch ", r.gpu.batch, ", crop ", r.gpu.crop, ", lr ", r.gpu.lr, ".");
+  auto recipe = [](const RecipeDefaults& d) {
+    return cat(d.iters, " steps, batch ", d.batch, ", crop ", d.crop, ", lr ", d.lr,
+               d.sharp_fraction > 0 ? cat(", sharp fraction ", d.sharp_fraction) : std::string());
+  };
+  u += cat("\nRecipes: cpu = ", recipe(r.cpu), "; gpu = ", recipe(r.gpu), ".");
   return u;
 }
 
@@ -184,6 +187,8 @@ void apply(TrainOptions& o, const nlohmann::json& j, const std::string& source) 
   } catch (const nlohmann::json::exception& e) {
     throw Error(cat(source, ": a training option has the wrong type (", e.what(), ")"));
   }
+  RF_CHECK(o.sharp_fraction >= 0 && o.sharp_fraction <= 0.5, source, ": sharp_fraction must be between 0 and 0.5, got ",
+           o.sharp_fraction);
 }
 
 TrainOptions defaults(const Recipe& r, const std::string& recipe) {
