@@ -190,7 +190,7 @@ Batch TrainLoader::make_batch(int64_t step) {
                        Generator(o_.seed * 0xD1B54A32D192ED03ull + (uint64_t)pos * 0x94D049BB133111EBull + 11).uniform() <
                            o_.sharp_fraction;
     tgts.push_back(take(s.target));
-    ins.push_back(sharp ? tgts.back().clone() : take(s.input));
+    ins.push_back(sharp ? tgts.back() : take(s.input));  // stack() copies both
     if (o_.with_depth) deps.push_back(take(s.depth));
     if (o_.with_defocus) defs.push_back(sharp ? zeros({1, ins.back().size(1), ins.back().size(2)}) : take(s.defocus));
     if (b == 0) {

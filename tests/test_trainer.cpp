@@ -141,6 +141,11 @@ TEST_CASE("--sharp-fraction is recorded, kept on resume, and off for runs saved 
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   };
+  auto resume = [&](const std::string& run, std::vector<std::string> extra = {}) {
+    std::vector<std::string> a = {d / "data", "--out", d / run, "--resume"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return train(a, d / "err.txt");
+  };
   // The toy's gpu recipe shows a quarter of its crops sharp by default.
   REQUIRE(train(with({"--out", d / "whole", "--recipe", "gpu"}), d / "err.txt").code == 0);
   REQUIRE(train(with({"--out", d / "none", "--recipe", "gpu", "--sharp-fraction", "0"}), d / "err.txt").code == 0);
@@ -150,10 +155,10 @@ TEST_CASE("--sharp-fraction is recorded, kept on resume, and off for runs saved 
   // Stopped and resumed: the same weights as the uninterrupted run; a different fraction on resume is refused.
   Result r = train(with({"--out", d / "parts", "--recipe", "gpu", "--stop-after", "3"}), d / "err.txt");
   REQUIRE_MESSAGE(r.code == 0, r.err);
-  r = train({d / "data", "--out", d / "parts", "--resume", "--sharp-fraction", "0.1"}, d / "err.txt");
+  r = resume("parts", {"--sharp-fraction", "0.1"});
   CHECK(r.code == 1);
   CHECK(r.err.find("sharp_fraction = 0.1 differs from the run's 0.25") != std::string::npos);
-  r = train({d / "data", "--out", d / "parts", "--resume"}, d / "err.txt");
+  r = resume("parts");
   REQUIRE_MESSAGE(r.code == 0, r.err);
   CHECK(weights("parts") == weights("whole"));
 
@@ -164,10 +169,10 @@ TEST_CASE("--sharp-fraction is recorded, kept on resume, and off for runs saved 
   auto config = nlohmann::json::parse(read_file(d / "old/config.json"));
   config["train"].erase("sharp_fraction");
   write_file_atomic(d / "old/config.json", config.dump());
-  r = train({d / "data", "--out", d / "old", "--resume", "--sharp-fraction", "0.25"}, d / "err.txt");
+  r = resume("old", {"--sharp-fraction", "0.25"});
   CHECK(r.code == 1);
   CHECK(r.err.find("sharp_fraction = 0.25 differs from the run's 0.0") != std::string::npos);
-  r = train({d / "data", "--out", d / "old", "--resume"}, d / "err.txt");
+  r = resume("old");
   REQUIRE_MESSAGE(r.code == 0, r.err);
   CHECK(weights("old") == weights("none"));
 }
