@@ -24,7 +24,7 @@ ifeq ($(CPU_ONLY),1)
 CMAKE_ARGS += -DREFOCUS_CUDA=OFF
 endif
 
-.PHONY: all build deps configure test demo bench golden clean
+.PHONY: all build deps debs configure test demo bench golden clean
 
 all: build
 
@@ -35,6 +35,10 @@ deps:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+
+# The Debian packages a GPU machine without them needs, downloaded into .debs/ (scripts/gpu_check.sh unpacks them).
+debs:
+	mkdir -p .debs && cd .debs && apt-get download libstb-dev libstb0 nlohmann-json3-dev doctest-dev
 
 configure: deps
 	@test -f $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) $(CMAKE_ARGS)

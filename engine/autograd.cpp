@@ -100,6 +100,13 @@ void backward(const Tensor& root, const Tensor& grad_output) {
     grads.erase(gi);
     RF_CHECK(node.backward, "backward through '", node.name,
              "' a second time: a graph is walked once; run the forward pass again");
+    if (g.is_cuda()) {  // a CUDA error in the closure names this op's backward and its shapes
+      const Shape* shapes[kMaxNotedShapes] = {&g.shape()};
+      int n = 1;
+      for (const Edge& e : node.next)
+        if (n < kMaxNotedShapes) shapes[n++] = &e.shape;
+      note_cuda_op(node.name, shapes, n, true);
+    }
     std::vector<Tensor> gin = node.backward(g);
     g = Tensor();
     RF_CHECK(gin.size() == node.next.size(), "internal: backward of '", node.name, "' returned ", gin.size(),

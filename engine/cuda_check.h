@@ -9,6 +9,8 @@ namespace rf {
 // After every kernel launch: a launch error throws at once; with REFOCUS_SYNC_DEBUG=1 in the
 // environment the device is also synchronised, so an asynchronous fault is blamed on the right op.
 void cuda_after_launch(const char* what, const char* file, int line);
+// "; the last op to start CUDA work: convolution on [..], [..] ..." (last_cuda_op, engine/device.h), or "" before any.
+std::string cuda_op_context();
 }  // namespace rf
 
 #define RF_CUDA_CHECK(stmt)                                                                   \
@@ -16,7 +18,7 @@ void cuda_after_launch(const char* what, const char* file, int line);
     cudaError_t rf_err_ = (stmt);                                                             \
     if (rf_err_ != cudaSuccess)                                                               \
       throw ::rf::Error(::rf::cat("CUDA error '", cudaGetErrorString(rf_err_), "' in ", #stmt, \
-                                  " at ", __FILE__, ":", __LINE__));                          \
+                                  " at ", __FILE__, ":", __LINE__, ::rf::cuda_op_context())); \
   } while (0)
 
 #define RF_LAUNCH_CHECK(what) ::rf::cuda_after_launch(what, __FILE__, __LINE__)

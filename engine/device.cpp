@@ -18,6 +18,50 @@
 
 namespace rf {
 
+namespace {
+struct NotedCudaOp {
+  const char* op = nullptr;
+  bool backward = false;
+  int count = 0;
+  int rank[kMaxNotedShapes] = {};
+  int64_t dims[kMaxNotedShapes][8] = {};
+};
+thread_local NotedCudaOp t_noted;
+}  // namespace
+
+void note_cuda_op(const char* op, const Shape* const* shapes, int count, bool backward) {
+  NotedCudaOp& n = t_noted;
+  n.op = op;
+  n.backward = backward;
+  n.count = 0;
+  for (int k = 0; k < count && k < kMaxNotedShapes; ++k) {
+    const Shape* s = shapes[k];
+    const int r = s ? (int)s->size() : -1;  // -1: an absent (undefined) tensor
+    n.rank[n.count] = r;
+    for (int i = 0; i < r && i < 8; ++i) n.dims[n.count][i] = (*s)[i];
+    ++n.count;
+  }
+}
+
+std::string last_cuda_op() {
+  const NotedCudaOp& n = t_noted;
+  if (!n.op) return "";
+  std::string list;
+  for (int k = 0; k < n.count; ++k) {
+    if (k == 1 && n.backward) list += "; inputs ";
+    else if (k > 0) list += ", ";
+    if (n.rank[k] < 0) {
+      list += "none";
+      continue;
+    }
+    list += '[';
+    for (int i = 0; i < n.rank[k] && i < 8; ++i) list += (i ? ", " : "") + std::to_string(n.dims[k][i]);
+    list += n.rank[k] > 8 ? ", ...]" : "]";
+  }
+  if (n.backward) return cat("the backward of ", n.op, " (gradient ", list, ")");
+  return n.count ? cat(n.op, " on ", list) : std::string(n.op);
+}
+
 static bool g_deterministic = false;
 void set_deterministic(bool on) { g_deterministic = on; }
 bool deterministic() { return g_deterministic; }
@@ -45,18 +89,28 @@ static const std::string& cuda_problem() {
   return problem;
 }
 
+static bool sync_debug() {
+  static const bool on = [] {
+    const char* v = std::getenv("REFOCUS_SYNC_DEBUG");
+    return v && v[0] == '1';
+  }();
+  return on;
+}
+
+std::string cuda_op_context() {
+  const std::string op = last_cuda_op();
+  if (op.empty()) return op;
+  if (sync_debug()) return cat("; the op that ran: ", op);
+  // Without synchronising after each op, a fault of an earlier op can surface here.
+  return cat("; the last op to start CUDA work: ", op, " (REFOCUS_SYNC_DEBUG=1 stops at the op that faults)");
+}
+
 void cuda_after_launch(const char* what, const char* file, int line) {
   cudaError_t e = cudaGetLastError();
-  if (e == cudaSuccess) {
-    static const bool sync_debug = [] {
-      const char* v = std::getenv("REFOCUS_SYNC_DEBUG");
-      return v && v[0] == '1';
-    }();
-    if (sync_debug) e = cudaDeviceSynchronize();
-  }
+  if (e == cudaSuccess && sync_debug()) e = cudaDeviceSynchronize();
   if (e != cudaSuccess)
-    throw Error(cat("CUDA error '", cudaGetErrorString(e), "' in kernel ", what, " (", file, ":", line,
-                    ")"));
+    throw Error(cat("CUDA error '", cudaGetErrorString(e), "' in kernel ", what, " (", file, ":", line, ")",
+                    cuda_op_context()));
 }
 #endif
 

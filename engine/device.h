@@ -2,6 +2,8 @@
 #pragma once
 #include <string>
 
+#include "engine/error.h"
+
 namespace rf {
 
 enum class Device { CPU, CUDA };
@@ -26,6 +28,16 @@ Device select_device(const std::string& choice, bool verbose = true);
 
 // Synchronise with the GPU (no-op on CPU builds); used by timers and tests.
 void synchronize();
+
+// The last op that ran CUDA work on this thread, with its tensors' shapes. Kernel launches are asynchronous, so a
+// fault often surfaces at a later call: every CUDA error message names this op (see engine/cuda_check.h). Ops note
+// themselves through RF_GPU_OP (ops/dispatch.h), backward passes through autograd. Kept without allocating: the first
+// kMaxNotedShapes shapes, their first 8 dimensions.
+constexpr int kMaxNotedShapes = 6;
+void note_cuda_op(const char* op, const Shape* const* shapes, int count, bool backward = false);  // null: no tensor
+// "kernel_bank on [1, 3, 720, 1280], [1, 66, 4]" or "the backward of conv2d (gradient [..]; inputs [..], [..])";
+// "" when nothing has been noted on this thread.
+std::string last_cuda_op();
 
 // Deterministic mode: cuDNN picks only deterministic algorithms and scatter-type backward kernels
 // use ordered reductions. Off by default (faster).

@@ -45,7 +45,7 @@ RF_HD float philox_normal(uint64_t seed, uint64_t index) {
   Philox4 r = philox4x32(index, seed);
   float u1 = ((float)(r.v[0] >> 8) + 1.0f) * (1.0f / 16777216.0f);  // (0, 1], safe for log
   float u2 = (float)(r.v[1] >> 8) * (1.0f / 16777216.0f);
-  return sqrtf(-2.0f * logf(u1)) * cosf(6.283185307179586f * u2);
+  return sqrtf(fmaxf(-2.0f * logf(u1), 0.f)) * cosf(6.283185307179586f * u2);  // logf(1) may round above 0
 }
 
 class Generator {

@@ -102,8 +102,9 @@ void SGD::step() {
     if (!g.defined()) continue;
     float* buf = o_.momentum != 0.f ? slot(i, 0).data() : nullptr;
     if (p.is_cuda())
-      RF_GPU(gpu::sgd_update(p.data(), g.data(), buf, p.numel(), lr_for(i), o_.momentum, o_.dampening, o_.weight_decay,
-                             o_.nesterov, first));
+      RF_GPU_OP("sgd step", (p, g),
+                gpu::sgd_update(p.data(), g.data(), buf, p.numel(), lr_for(i), o_.momentum, o_.dampening,
+                                o_.weight_decay, o_.nesterov, first));
     else
       cpu::sgd_update(p.data(), g.data(), buf, p.numel(), lr_for(i), o_.momentum, o_.dampening, o_.weight_decay, o_.nesterov,
                       first);
@@ -125,8 +126,9 @@ void Adam::step() {
     float* m = slot(i, 0).data();
     float* v = slot(i, 1).data();
     if (p.is_cuda())
-      RF_GPU(gpu::adam_update(p.data(), g.data(), m, v, p.numel(), lr_for(i), o_.beta1, o_.beta2, o_.eps, o_.weight_decay,
-                              decoupled_, bc1, bc2));
+      RF_GPU_OP("adam step", (p, g),
+                gpu::adam_update(p.data(), g.data(), m, v, p.numel(), lr_for(i), o_.beta1, o_.beta2, o_.eps,
+                                 o_.weight_decay, decoupled_, bc1, bc2));
     else
       cpu::adam_update(p.data(), g.data(), m, v, p.numel(), lr_for(i), o_.beta1, o_.beta2, o_.eps, o_.weight_decay, decoupled_,
                        bc1, bc2);

@@ -201,7 +201,8 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t wind
   Tensor out = empty_like(q), lse = empty({g.bh, n}, dev);
   if (n > 0) {
     if (dev == Device::CUDA)
-      RF_GPU(gpu::attention_forward(g, q.data(), k.data(), v.data(), out.data(), lse.data()));
+      RF_GPU_OP("attention", (q, k, v),
+                gpu::attention_forward(g, q.data(), k.data(), v.data(), out.data(), lse.data()));
     else
       cpu::attention_forward(g, q.data(), k.data(), v.data(), out.data(), lse.data());
   }

@@ -208,6 +208,7 @@ void launch_backward(const AttentionGeometry& g, const float* q, const float* k,
 void attention_forward(const AttentionGeometry& g, const float* q, const float* k, const float* v, float* out,
                        float* lse) {
   RF_CHECK(g.bh <= 65535, "attention on cuda: batch x heads = ", g.bh, " exceeds 65535");
+  if (g.bh * g.n == 0) return;  // nothing to attend (an empty grid is an invalid launch)
   if (g.d <= 16)
     launch_forward<16>(g, q, k, v, out, lse);
   else if (g.d <= 32)
@@ -218,6 +219,7 @@ void attention_forward(const AttentionGeometry& g, const float* q, const float* 
 
 void attention_backward(const AttentionGeometry& g, const float* q, const float* k, const float* v, const float* out,
                         const float* lse, const float* go, float* gq, float* gk, float* gv) {
+  if (g.bh * g.n == 0) return;
   size_t bytes = sizeof(float) * (size_t)(g.bh * g.n);
   float* delta = static_cast<float*>(device_alloc(Device::CUDA, bytes));
   try {

@@ -304,19 +304,19 @@ void set_conv_allow_tf32(bool on) {
 
 static void conv_forward_kernel(const ConvGeometry& g, const Tensor& x, const Tensor& w, const float* bias, Tensor& y) {
   if (x.is_cuda())
-    RF_GPU(gpu::conv2d_forward(g, x.data(), w.data(), bias, y.data()));
+    RF_GPU_OP("convolution", (x, w), gpu::conv2d_forward(g, x.data(), w.data(), bias, y.data()));
   else
     cpu::conv2d_forward(g, x.data(), w.data(), bias, y.data());
 }
 static void conv_data_kernel(const ConvGeometry& g, const Tensor& gy, const Tensor& w, Tensor& gx) {
   if (gy.is_cuda())
-    RF_GPU(gpu::conv2d_backward_data(g, gy.data(), w.data(), gx.data()));
+    RF_GPU_OP("convolution data gradient", (gy, w), gpu::conv2d_backward_data(g, gy.data(), w.data(), gx.data()));
   else
     cpu::conv2d_backward_data(g, gy.data(), w.data(), gx.data());
 }
 static void conv_weight_kernel(const ConvGeometry& g, const Tensor& x, const Tensor& gy, Tensor& gw) {
   if (x.is_cuda())
-    RF_GPU(gpu::conv2d_backward_weight(g, x.data(), gy.data(), gw.data()));
+    RF_GPU_OP("convolution weight gradient", (x, gy), gpu::conv2d_backward_weight(g, x.data(), gy.data(), gw.data()));
   else
     cpu::conv2d_backward_weight(g, x.data(), gy.data(), gw.data());
 }
@@ -391,6 +391,10 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& bias, co
   RF_CHECK(o.output_pad_h >= 0 && o.output_pad_w >= 0 &&
                o.output_pad_h < std::max(o.stride_h, o.dilation_h) && o.output_pad_w < std::max(o.stride_w, o.dilation_w),
            conv_desc("conv_transpose2d", x, w, o), ": output padding must be smaller than stride or dilation");
+  // cuDNN runs it as a convolution's data gradient and checks that convolution's output size, which an output padding
+  // at or above the stride (allowed by a larger dilation) breaks.
+  RF_CHECK(dev == Device::CPU || (o.output_pad_h < o.stride_h && o.output_pad_w < o.stride_w),
+           conv_desc("conv_transpose2d", x, w, o), ": on cuda the output padding must be smaller than the stride");
   int64_t c_out = w.size(1) * o.groups;
   RF_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == c_out), conv_desc("conv_transpose2d", x, w, o),
            ": bias ", bias.shape(), " does not match");

@@ -18,7 +18,7 @@ namespace rf::gpu {
     cudnnStatus_t st_ = (stmt);                                                                                \
     if (st_ != CUDNN_STATUS_SUCCESS)                                                                           \
       throw ::rf::Error(::rf::cat("cuDNN '", cudnnGetErrorString(st_), "' in ", #stmt, " at ", __FILE__, ":", \
-                                  __LINE__));                                                                  \
+                                  __LINE__, ::rf::cuda_op_context()));                                         \
   } while (0)
 
 static bool g_tf32 = false;
@@ -89,7 +89,8 @@ static std::vector<int64_t> cache_key(Pass p, const ConvGeometry& g) {
           g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dil_h, g.dil_w, g.groups, g_tf32, deterministic()};
 }
 
-// First result cuDNN's benchmark ranks fastest that ran and (in deterministic mode) is deterministic.
+// First result in cuDNN's ranking (timed, or its heuristics' in deterministic mode) that is usable and (in
+// deterministic mode) deterministic. The workspace size is cuDNN's for that algorithm.
 template <class Perf>
 static AlgoChoice pick(const Perf* perf, int n, const char* pass) {
   for (int i = 0; i < n; ++i)
@@ -107,21 +108,48 @@ static AlgoChoice choose(Pass p, const ConvGeometry& g, const ConvDescriptors& d
   }
   AlgoChoice c{};
   int n = 0;
+  // Deterministic mode asks cuDNN's heuristics, whose order does not depend on timing, so that a resumed run picks the
+  // algorithms the first one did; otherwise cuDNN times every algorithm. Timing allocates its buffers with cudaMalloc,
+  // around our caching allocator: the cache is emptied first, or a cache that training has filled would make the
+  // fast algorithms fail for want of memory (and the slower choice would be kept for this shape).
+  const bool heuristic = deterministic();
+  if (!heuristic) cuda_empty_cache();
   if (p == kForward) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    RF_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(handle(), d.x, d.w, d.conv, d.y,
-                                                        CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
+    if (heuristic)
+      RF_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle(), d.x, d.w, d.conv, d.y,
+                                                            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
+    else
+      RF_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(handle(), d.x, d.w, d.conv, d.y,
+                                                          CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
     c = pick(perf, n, "the forward pass");
+    if (heuristic)
+      RF_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle(), d.x, d.w, d.conv, d.y,
+                                                             (cudnnConvolutionFwdAlgo_t)c.algo, &c.workspace));
   } else if (p == kBackwardData) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    RF_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(handle(), d.w, d.y, d.conv, d.x,
-                                                             CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
+    if (heuristic)
+      RF_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle(), d.w, d.y, d.conv, d.x,
+                                                                 CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
+    else
+      RF_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(handle(), d.w, d.y, d.conv, d.x,
+                                                               CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
     c = pick(perf, n, "the data gradient");
+    if (heuristic)
+      RF_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(handle(), d.w, d.y, d.conv, d.x,
+                                                                  (cudnnConvolutionBwdDataAlgo_t)c.algo, &c.workspace));
   } else {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    RF_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(handle(), d.x, d.y, d.conv, d.w,
-                                                               CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
+    if (heuristic)
+      RF_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle(), d.x, d.y, d.conv, d.w,
+                                                                   CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
+    else
+      RF_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(handle(), d.x, d.y, d.conv, d.w,
+                                                                 CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
     c = pick(perf, n, "the weight gradient");
+    if (heuristic)
+      RF_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(
+          handle(), d.x, d.y, d.conv, d.w, (cudnnConvolutionBwdFilterAlgo_t)c.algo, &c.workspace));
   }
   std::lock_guard<std::mutex> lock(g_cache_mu);
   algo_cache()[key] = c;

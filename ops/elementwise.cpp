@@ -270,7 +270,8 @@ static Tensor binary_grad(BinaryOp op, int which, const Tensor& a, const Tensor&
   Tensor full = empty_like(g);
   StridedIndexer ix = make_broadcast_indexer(g.shape(), a.shape(), b.shape());
   if (g.is_cuda())
-    RF_GPU(gpu::binary_backward(op, which, ix, a.data(), b.data(), g.data(), full.data(), g.numel()));
+    RF_GPU_OP(binary_name(op), (a, b, g),
+              gpu::binary_backward(op, which, ix, a.data(), b.data(), g.data(), full.data(), g.numel()));
   else
     cpu::binary_backward(op, which, ix, a.data(), b.data(), g.data(), full.data(), g.numel());
   return full.shape() == mine.shape() ? full : sum_to(full, mine.shape());
@@ -283,7 +284,7 @@ static Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   Tensor out = empty(os, dev);
   StridedIndexer ix = make_broadcast_indexer(os, a.shape(), b.shape());
   if (dev == Device::CUDA)
-    RF_GPU(gpu::binary_forward(op, ix, a.data(), b.data(), out.data(), out.numel()));
+    RF_GPU_OP(name, (a, b), gpu::binary_forward(op, ix, a.data(), b.data(), out.data(), out.numel()));
   else
     cpu::binary_forward(op, ix, a.data(), b.data(), out.data(), out.numel());
   if (needs_grad({a, b})) {
@@ -324,7 +325,7 @@ Tensor minimum(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Min, 
 static Tensor unary(UnaryOp op, const char* name, const Tensor& x, float p0 = 0.f, float p1 = 0.f) {
   Tensor y = empty_like(x);
   if (x.is_cuda())
-    RF_GPU(gpu::unary_forward(op, x.data(), y.data(), x.numel(), p0, p1));
+    RF_GPU_OP(name, (x), gpu::unary_forward(op, x.data(), y.data(), x.numel(), p0, p1));
   else
     cpu::unary_forward(op, x.data(), y.data(), x.numel(), p0, p1);
   if (needs_grad({x})) {
@@ -366,14 +367,14 @@ void add_(Tensor& dst, const Tensor& src, float alpha) {
   RF_CHECK(dst.numel() == src.numel(), "add_: ", describe(src), " does not match ", describe(dst));
   same_device("add_", {dst, src});
   if (dst.is_cuda())
-    RF_GPU(gpu::axpy(dst.data(), src.data(), alpha, dst.numel()));
+    RF_GPU_OP("add_", (dst, src), gpu::axpy(dst.data(), src.data(), alpha, dst.numel()));
   else
     cpu::axpy(dst.data(), src.data(), alpha, dst.numel());
 }
 
 void scale_(Tensor& dst, float s) {
   if (dst.is_cuda())
-    RF_GPU(gpu::scale(dst.data(), s, dst.numel()));
+    RF_GPU_OP("scale_", (dst), gpu::scale(dst.data(), s, dst.numel()));
   else
     cpu::scale(dst.data(), s, dst.numel());
 }
@@ -383,7 +384,7 @@ Tensor uniform(const Shape& s, float lo, float hi, Device d, Generator* gen) {
   Tensor t = empty(s, d);
   uint64_t off = g.advance((uint64_t)t.numel());
   if (d == Device::CUDA)
-    RF_GPU(gpu::fill_uniform(t.data(), t.numel(), g.seed(), off, lo, hi));
+    RF_GPU_OP("uniform", (t), gpu::fill_uniform(t.data(), t.numel(), g.seed(), off, lo, hi));
   else
     cpu::fill_uniform(t.data(), t.numel(), g.seed(), off, lo, hi);
   return t;
@@ -396,7 +397,7 @@ Tensor randn(const Shape& s, Device d, Generator* gen) {
   Tensor t = empty(s, d);
   uint64_t off = g.advance((uint64_t)t.numel());
   if (d == Device::CUDA)
-    RF_GPU(gpu::fill_normal(t.data(), t.numel(), g.seed(), off));
+    RF_GPU_OP("randn", (t), gpu::fill_normal(t.data(), t.numel(), g.seed(), off));
   else
     cpu::fill_normal(t.data(), t.numel(), g.seed(), off);
   return t;
@@ -404,7 +405,7 @@ Tensor randn(const Shape& s, Device d, Generator* gen) {
 
 static void dropout_kernel(const Tensor& in, Tensor& out, float p, uint64_t seed, uint64_t off) {
   if (in.is_cuda())
-    RF_GPU(gpu::dropout_apply(in.data(), out.data(), in.numel(), p, seed, off));
+    RF_GPU_OP("dropout", (in), gpu::dropout_apply(in.data(), out.data(), in.numel(), p, seed, off));
   else
     cpu::dropout_apply(in.data(), out.data(), in.numel(), p, seed, off);
 }

@@ -88,7 +88,7 @@ Tensor fft2(const Tensor& x) {
   os.push_back(2);
   Tensor y = empty(os, x.device());
   if (x.is_cuda())
-    RF_GPU(gpu::fft2_forward(x.data(), y.data(), planes, h, w));
+    RF_GPU_OP("fft2", (x), gpu::fft2_forward(x.data(), y.data(), planes, h, w));
   else
     cpu::fft2_forward(x.data(), y.data(), planes, h, w);
   if (needs_grad({x})) {

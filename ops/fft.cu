@@ -15,7 +15,7 @@ namespace rf::gpu {
 #define RF_CUFFT_CHECK(stmt)                                                                                 \
   do {                                                                                                       \
     cufftResult r_ = (stmt);                                                                                 \
-    if (r_ != CUFFT_SUCCESS) throw ::rf::Error(::rf::cat("cuFFT error ", (int)r_, " in ", #stmt, " at ", __FILE__, ":", __LINE__)); \
+    if (r_ != CUFFT_SUCCESS) throw ::rf::Error(::rf::cat("cuFFT error ", (int)r_, " in ", #stmt, " at ", __FILE__, ":", __LINE__, ::rf::cuda_op_context())); \
   } while (0)
 
 static cufftHandle plan_for(int64_t planes, int64_t h, int64_t w) {
@@ -27,6 +27,7 @@ static cufftHandle plan_for(int64_t planes, int64_t h, int64_t w) {
   if (it != plans.end()) return it->second;
   cufftHandle p;
   int n[2] = {(int)h, (int)w};
+  cuda_empty_cache();  // cuFFT allocates the plan's work area with cudaMalloc, around our caching allocator
   RF_CUFFT_CHECK(cufftPlanMany(&p, 2, n, nullptr, 1, (int)(h * w), nullptr, 1, (int)(h * w), CUFFT_C2C, (int)planes));
   plans[key] = p;
   return p;

@@ -92,8 +92,9 @@ Tensor rasterize(const Blobs& b, int64_t height, int64_t width, float sigmas) {
   Tensor img = empty({3, height, width}, dev);
   int64_t max_per_tile = 0, pairs = 0;
   if (dev == Device::CUDA)
-    RF_GPU(gpu::rasterize_forward(g, b.means.data(), b.theta.data(), b.scales.data(), b.colors.data(), b.opacity.data(),
-                                  img.data(), &max_per_tile, &pairs));
+    RF_GPU_OP("rasterize", (b.means, b.colors),
+              gpu::rasterize_forward(g, b.means.data(), b.theta.data(), b.scales.data(), b.colors.data(),
+                                     b.opacity.data(), img.data(), &max_per_tile, &pairs));
   else
     cpu::rasterize_forward(g, b.means.data(), b.theta.data(), b.scales.data(), b.colors.data(), b.opacity.data(),
                            img.data(), &max_per_tile, &pairs);

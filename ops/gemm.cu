@@ -25,7 +25,7 @@ static const char* cublas_status_name(cublasStatus_t s) {
     cublasStatus_t st_ = (stmt);                                                                         \
     if (st_ != CUBLAS_STATUS_SUCCESS)                                                                    \
       throw ::rf::Error(::rf::cat("cuBLAS ", cublas_status_name(st_), " in ", #stmt, " at ", __FILE__, ":", \
-                                  __LINE__));                                                            \
+                                  __LINE__, ::rf::cuda_op_context()));                                   \
   } while (0)
 
 static cublasHandle_t handle() {

@@ -251,7 +251,9 @@ Tensor inverse_filter(const Tensor& x, const Tensor& kernels, const InverseFilte
   count_macs(b * h * w * (shape.kernel_floats() * c + groups * shape.bases * c * g.o));
   const float* bp = bias.defined() ? bias.data() : nullptr;
   if (dev == Device::CUDA)
-    RF_GPU(gpu::inverse_filter_forward(g, x.data(), kernels.data(), mu.data(), omega.data(), weight.data(), bp, out.data()));
+    RF_GPU_OP("inverse_filter", (x, kernels, mu, omega, weight),
+              gpu::inverse_filter_forward(g, x.data(), kernels.data(), mu.data(), omega.data(), weight.data(), bp,
+                                          out.data()));
   else
     cpu::inverse_filter_forward(g, x.data(), kernels.data(), mu.data(), omega.data(), weight.data(), bp, out.data());
   if (needs_grad({x, kernels, mu, omega, weight, bias})) {

@@ -120,14 +120,15 @@ __global__ void dx_kernel(InverseFilterGeometry g, const float* k, const float* 
   }
 }
 
-// Partial sums over pixel chunk blockIdx.x of sum_p gout_o(p) mu_g omega_n f_{g,n,c}(p), for combo blockIdx.y = (gi, n, c).
+// Partial sums over pixel chunk blockIdx.y of sum_p gout_o(p) mu_g omega_n f_{g,n,c}(p), for combo blockIdx.x = (gi, n, c)
+// (combos on x: gridDim.y stops at 65535, and the chunks are at most 256).
 __global__ void dweight_partial_kernel(InverseFilterGeometry g, const float* x, const float* k, const float* mu,
                                        const float* omega, const float* gout, int64_t chunks, float* partial) {
   const int64_t hw = g.h * g.w, pixels = g.b * hw, per = (pixels + chunks - 1) / chunks;
-  const int64_t combo = blockIdx.y, gi = combo / (g.bases * g.c), n = (combo / g.c) % g.bases, ch = combo % g.c;
+  const int64_t combo = blockIdx.x, gi = combo / (g.bases * g.c), n = (combo / g.c) % g.bases, ch = combo % g.c;
   const int s = g.size[gi];
   const float* kn = k + g.offset[gi] + n * s * s;
-  const int64_t p0 = blockIdx.x * per, p1 = min(pixels, p0 + per);
+  const int64_t p0 = blockIdx.y * per, p1 = min(pixels, p0 + per);
   float acc[InverseFilterGeometry::kMaxOut];
   for (int64_t o = 0; o < g.o; ++o) acc[o] = 0.f;
   for (int64_t i = p0 + threadIdx.x; i < p1; i += blockDim.x) {
@@ -138,19 +139,19 @@ __global__ void dweight_partial_kernel(InverseFilterGeometry g, const float* x, 
   }
   for (int64_t o = 0; o < g.o; ++o) {
     const float v = block_sum(acc[o]);
-    if (threadIdx.x == 0) partial[(combo * g.o + o) * chunks + blockIdx.x] = v;
+    if (threadIdx.x == 0) partial[(combo * g.o + o) * chunks + blockIdx.y] = v;
   }
 }
 
-// Partial sums over pixel chunk blockIdx.x of sum_{p, c} G_c(p) x_c(p + d - r), for tap blockIdx.y of the flat kernels.
+// Partial sums over pixel chunk blockIdx.y of sum_{p, c} G_c(p) x_c(p + d - r), for tap blockIdx.x of the flat kernels.
 __global__ void dk_partial_kernel(InverseFilterGeometry g, const float* x, const float* mu, const float* omega,
                                   const float* weight, const float* gout, int64_t chunks, float* partial) {
-  const int64_t hw = g.h * g.w, pixels = g.b * hw, per = (pixels + chunks - 1) / chunks, tap = blockIdx.y;
+  const int64_t hw = g.h * g.w, pixels = g.b * hw, per = (pixels + chunks - 1) / chunks, tap = blockIdx.x;
   int64_t gi = 0;
   while (gi + 1 < g.groups && tap >= g.offset[gi + 1]) ++gi;
   const int s = g.size[gi], r = s / 2;
   const int64_t local = tap - g.offset[gi], n = local / (s * s), d = local % (s * s), dy = d / s, ddx = d % s;
-  const int64_t p0 = blockIdx.x * per, p1 = min(pixels, p0 + per);
+  const int64_t p0 = blockIdx.y * per, p1 = min(pixels, p0 + per);
   float acc = 0.f;
   for (int64_t i = p0 + threadIdx.x; i < p1; i += blockDim.x) {
     const int64_t b = i / hw, p = i % hw, yy = p / g.w + dy - r, xx = p % g.w + ddx - r;
@@ -160,7 +161,7 @@ __global__ void dk_partial_kernel(InverseFilterGeometry g, const float* x, const
       acc += t * mixed_gradient(g, weight, gout, b, p, g.col(gi + 1, ch, n)) * x[(b * g.c + ch) * hw + yy * g.w + xx];
   }
   const float v = block_sum(acc);
-  if (threadIdx.x == 0) partial[tap * chunks + blockIdx.x] = v;
+  if (threadIdx.x == 0) partial[tap * chunks + blockIdx.y] = v;
 }
 
 // dweight[o, col(g, c, n)] from the per-combo sums (the null group's columns get zeros).
@@ -196,7 +197,11 @@ void inverse_filter_backward(const InverseFilterGeometry& g, const float* x, con
                              float* domega, float* dweight) {
   RF_CHECK(g.bases <= kMaxBases, "inverse_filter on cuda: at most ", kMaxBases, " bases, got ", g.bases);
   const int64_t pixels = g.b * g.h * g.w;
-  if (pixels == 0) return;
+  if (pixels == 0) {  // no pixel adds to the kernels' and the mix's gradients: zeros, as on the CPU
+    if (g.kernel_floats > 0) RF_CUDA_CHECK(cudaMemsetAsync(dk, 0, sizeof(float) * (size_t)g.kernel_floats));
+    if (g.o * g.weight_cols() > 0) RF_CUDA_CHECK(cudaMemsetAsync(dweight, 0, sizeof(float) * (size_t)(g.o * g.weight_cols())));
+    return;
+  }
   dmu_domega_kernel<<<rf_blocks(pixels), 256>>>(g, x, k, mu, omega, weight, gout, dmu, domega);
   RF_LAUNCH_CHECK("inverse_filter backward (dmu, domega)");
   dx_kernel<<<rf_blocks(pixels * g.c), 256>>>(g, k, mu, omega, weight, gout, dx);
@@ -204,10 +209,9 @@ void inverse_filter_backward(const InverseFilterGeometry& g, const float* x, con
   // Sums over pixels in a fixed number of chunks (set by the size), then added in chunk order.
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(256, (pixels + 1023) / 1024));
   const int64_t combos = g.groups * g.bases * g.c, taps = g.kernel_floats;
-  RF_CHECK(combos <= 65535 && taps <= 65535, "inverse_filter on cuda: too many kernels (", taps, " taps)");
   {
     Scratch partial(combos * g.o * chunks), sums(combos * g.o);
-    dweight_partial_kernel<<<dim3((unsigned)chunks, (unsigned)combos), 256>>>(g, x, k, mu, omega, gout, chunks, partial.p);
+    dweight_partial_kernel<<<dim3((unsigned)combos, (unsigned)chunks), 256>>>(g, x, k, mu, omega, gout, chunks, partial.p);
     RF_LAUNCH_CHECK("inverse_filter backward (dweight)");
     reduce_sum(make_reduce_indexer({combos * g.o, chunks}, {false, true}), partial.p, sums.p, 1.f);
     scatter_dweight_kernel<<<rf_blocks(g.o * g.weight_cols()), 256>>>(g, sums.p, dweight);
@@ -215,7 +219,7 @@ void inverse_filter_backward(const InverseFilterGeometry& g, const float* x, con
   }
   {
     Scratch partial(taps * chunks);
-    dk_partial_kernel<<<dim3((unsigned)chunks, (unsigned)taps), 256>>>(g, x, mu, omega, weight, gout, chunks, partial.p);
+    dk_partial_kernel<<<dim3((unsigned)taps, (unsigned)chunks), 256>>>(g, x, mu, omega, weight, gout, chunks, partial.p);
     RF_LAUNCH_CHECK("inverse_filter backward (dk)");
     reduce_sum(make_reduce_indexer({taps, chunks}, {false, true}), partial.p, dk, 1.f);
   }

@@ -173,7 +173,8 @@ Tensor isotropic_reblur(const Tensor& sharp, const Tensor& seeds, const Tensor& 
   Tensor out = empty_like(sharp), lse = empty({b, kReblurSizes, h, w}, dev);
   count_macs(b * h * w * 679 * (sharp.size(1) + 1));  // 679 taps: the kernels' softmax and the filtering
   if (dev == Device::CUDA)
-    RF_GPU(gpu::reblur_forward(g, sharp.data(), seeds.data(), maps.data(), out.data(), lse.data()));
+    RF_GPU_OP("isotropic_reblur", (sharp, seeds, maps),
+              gpu::reblur_forward(g, sharp.data(), seeds.data(), maps.data(), out.data(), lse.data()));
   else
     cpu::reblur_forward(g, sharp.data(), seeds.data(), maps.data(), out.data(), lse.data());
   if (needs_grad({sharp, seeds, maps})) {

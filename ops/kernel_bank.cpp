@@ -202,7 +202,7 @@ Tensor kernel_bank(const Tensor& x, const KernelBank& bank, const BankPlan& plan
   }
   const float* wp = weights.defined() ? weights.data() : nullptr;
   if (dev == Device::CUDA)
-    RF_GPU(gpu::bank_forward(g, x.data(), wp, out.data()));
+    RF_GPU_OP("kernel_bank", (x, weights), gpu::bank_forward(g, x.data(), wp, out.data()));
   else
     cpu::bank_forward(g, x.data(), wp, out.data());
   if (needs_grad({x, weights})) {

@@ -126,7 +126,10 @@ void bank_forward(const BankGeometry& g, const float* x, const float* weights, f
 
 void bank_backward(const BankGeometry& g, const float* x, const float* weights, const float* gout, float* gx, float* gw) {
   const int64_t hw = g.h * g.w, planes = g.b * g.j * g.q;
-  if (g.b * g.c * hw == 0) return;
+  if (g.b * g.c * hw == 0) {  // no pixel adds to the mixing weights' gradient: zeros, as on the CPU
+    if (gw && planes > 0) RF_CUDA_CHECK(cudaMemsetAsync(gw, 0, sizeof(float) * (size_t)planes));
+    return;
+  }
   Scratch t(planes * hw);
   bank_cols_adjoint_kernel<<<rf_blocks(planes * hw), 256>>>(g, gout, weights, t.p);
   RF_LAUNCH_CHECK("kernel_bank backward (column adjoint)");

@@ -29,7 +29,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   s.stride_a = a.dim() == 3 ? m * k : 0;  // a shared 2-d operand is re-read for every batch entry
   s.stride_b = b.dim() == 3 ? k * n : 0;
   if (dev == Device::CUDA)
-    RF_GPU(gpu::gemm(s, a.data(), b.data(), c.data()));
+    RF_GPU_OP("matmul", (a, b), gpu::gemm(s, a.data(), b.data(), c.data()));
   else
     cpu::gemm(s, a.data(), b.data(), c.data());
   if (needs_grad({a, b})) {

@@ -249,7 +249,8 @@ Tensor layer_norm(const Tensor& x, int64_t dim, const Tensor& weight, const Tens
              " does not match dim ", dim, " of ", describe(x));
   Tensor y = empty_like(x), mean = empty({g.outer * g.inner}, dev), rstd = empty({g.outer * g.inner}, dev);
   if (dev == Device::CUDA)
-    RF_GPU(gpu::layer_norm_forward(g, x.data(), ptr(weight), ptr(bias), y.data(), mean.data(), rstd.data(), eps));
+    RF_GPU_OP("layer_norm", (x, weight, bias),
+              gpu::layer_norm_forward(g, x.data(), ptr(weight), ptr(bias), y.data(), mean.data(), rstd.data(), eps));
   else
     cpu::layer_norm_forward(g, x.data(), ptr(weight), ptr(bias), y.data(), mean.data(), rstd.data(), eps);
   if (needs_grad({x, weight, bias})) {
@@ -297,7 +298,7 @@ Tensor batch_norm(const Tensor& x, Tensor& running_mean, Tensor& running_var, co
       mean = empty({g.d}, dev);
       Tensor var = empty({g.d}, dev);
       if (dev == Device::CUDA)
-        RF_GPU(gpu::channel_stats(g, x.data(), mean.data(), var.data()));
+        RF_GPU_OP("batch_norm statistics", (x), gpu::channel_stats(g, x.data(), mean.data(), var.data()));
       else
         cpu::channel_stats(g, x.data(), mean.data(), var.data());
       rstd = pow(var + eps, -0.5f);
@@ -317,7 +318,8 @@ Tensor batch_norm(const Tensor& x, Tensor& running_mean, Tensor& running_var, co
   }
   Tensor y = empty_like(x);
   if (dev == Device::CUDA)
-    RF_GPU(gpu::channel_affine(g, x.data(), mean.data(), rstd.data(), ptr(weight), ptr(bias), y.data()));
+    RF_GPU_OP("batch_norm", (x, weight, bias),
+              gpu::channel_affine(g, x.data(), mean.data(), rstd.data(), ptr(weight), ptr(bias), y.data()));
   else
     cpu::channel_affine(g, x.data(), mean.data(), rstd.data(), ptr(weight), ptr(bias), y.data());
   if (needs_grad({x, weight, bias})) {

@@ -113,6 +113,7 @@ void layer_norm_backward_input(const NormGeometry& g, const float* x, const floa
   RF_LAUNCH_CHECK("layer_norm backward");
 }
 void channel_stats(const NormGeometry& g, const float* x, float* mean, float* var) {
+  if (g.d == 0) return;  // no channel: an empty grid is an invalid launch
   channel_stats_kernel<<<(unsigned)g.d, 256>>>(g, x, mean, var);
   RF_LAUNCH_CHECK("batch_norm statistics");
 }
@@ -123,6 +124,7 @@ void channel_affine(const NormGeometry& g, const float* x, const float* mean, co
 }
 void channel_grad_sums(const NormGeometry& g, const float* x, const float* mean, const float* rstd,
                        bool stats_per_channel, const float* gy, float* sum_g, float* sum_gx) {
+  if (g.d == 0) return;  // no channel: an empty grid is an invalid launch
   channel_grad_sums_kernel<<<(unsigned)g.d, 256>>>(g, x, mean, rstd, stats_per_channel, gy, sum_g, sum_gx);
   RF_LAUNCH_CHECK("normalisation parameter gradients");
 }

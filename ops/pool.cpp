@@ -59,7 +59,7 @@ Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t paddi
   Tensor arg = empty(y.shape(), x.device());  // int32 argmax in a float-sized buffer
   int32_t* a = reinterpret_cast<int32_t*>(arg.data());
   if (x.is_cuda())
-    RF_GPU(gpu::max_pool_forward(g, x.data(), y.data(), a));
+    RF_GPU_OP("max_pool2d", (x), gpu::max_pool_forward(g, x.data(), y.data(), a));
   else
     cpu::max_pool_forward(g, x.data(), y.data(), a);
   if (needs_grad({x})) {
@@ -81,7 +81,7 @@ Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t paddi
   PoolGeometry g = pool_geometry("avg_pool2d", x, kernel, stride, padding);
   Tensor y = empty({x.size(0), x.size(1), g.h_out, g.w_out}, x.device());
   if (x.is_cuda())
-    RF_GPU(gpu::avg_pool_forward(g, x.data(), y.data()));
+    RF_GPU_OP("avg_pool2d", (x), gpu::avg_pool_forward(g, x.data(), y.data()));
   else
     cpu::avg_pool_forward(g, x.data(), y.data());
   if (needs_grad({x})) {

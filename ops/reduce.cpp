@@ -235,7 +235,7 @@ static Tensor sum_impl(const Tensor& x, const std::vector<bool>& red, bool keepd
   Tensor out = empty(keepdim ? kept_shape : out_shape, x.device());
   ReduceIndexer ix = make_reduce_indexer(x.shape(), red);
   if (x.is_cuda())
-    RF_GPU(gpu::reduce_sum(ix, x.data(), out.data(), scale));
+    RF_GPU_OP("sum", (x), gpu::reduce_sum(ix, x.data(), out.data(), scale));
   else
     cpu::reduce_sum(ix, x.data(), out.data(), scale);
   if (needs_grad({x})) {
@@ -293,7 +293,7 @@ Tensor expand(const Tensor& x, const Shape& shape) {
   Tensor zero = zeros({}, x.device());  // expand = x + 0, broadcast to shape
   StridedIndexer ix = make_broadcast_indexer(shape, x.shape(), {});
   if (x.is_cuda())
-    RF_GPU(gpu::binary_forward(BinaryOp::Add, ix, x.data(), zero.data(), out.data(), out.numel()));
+    RF_GPU_OP("expand", (x), gpu::binary_forward(BinaryOp::Add, ix, x.data(), zero.data(), out.data(), out.numel()));
   else
     cpu::binary_forward(BinaryOp::Add, ix, x.data(), zero.data(), out.data(), out.numel());
   if (needs_grad({x})) {
@@ -323,7 +323,7 @@ Tensor max(const Tensor& x, int64_t dim, bool keepdim) {
   Tensor arg = empty(os, x.device());  // int32 argmax held in a float-sized buffer
   int32_t* argp = reinterpret_cast<int32_t*>(arg.data());
   if (x.is_cuda())
-    RF_GPU(gpu::max_dim(x.data(), out.data(), argp, outer, d, inner));
+    RF_GPU_OP("max", (x), gpu::max_dim(x.data(), out.data(), argp, outer, d, inner));
   else
     cpu::max_dim(x.data(), out.data(), argp, outer, d, inner);
   if (needs_grad({x})) {
@@ -353,7 +353,7 @@ static Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
   split_around(x, w, outer, d, inner);
   Tensor y = empty_like(x);
   if (x.is_cuda())
-    RF_GPU(gpu::softmax_forward(x.data(), y.data(), outer, d, inner, log));
+    RF_GPU_OP(op, (x), gpu::softmax_forward(x.data(), y.data(), outer, d, inner, log));
   else
     cpu::softmax_forward(x.data(), y.data(), outer, d, inner, log);
   if (needs_grad({x})) {

@@ -133,7 +133,7 @@ Tensor resize_bilinear(const Tensor& x, int64_t h_out, int64_t w_out, bool align
   ResizeGeometry g = resize_geometry("resize_bilinear", x, h_out, w_out, align_corners);
   Tensor y = empty({x.size(0), x.size(1), h_out, w_out}, x.device());
   if (x.is_cuda())
-    RF_GPU(gpu::resize_bilinear_forward(g, x.data(), y.data()));
+    RF_GPU_OP("resize_bilinear", (x), gpu::resize_bilinear_forward(g, x.data(), y.data()));
   else
     cpu::resize_bilinear_forward(g, x.data(), y.data());
   if (needs_grad({x})) {
@@ -154,7 +154,7 @@ Tensor upsample_nearest(const Tensor& x, int64_t h_out, int64_t w_out) {
   ResizeGeometry g = resize_geometry("upsample_nearest", x, h_out, w_out, false);
   Tensor y = empty({x.size(0), x.size(1), h_out, w_out}, x.device());
   if (x.is_cuda())
-    RF_GPU(gpu::upsample_nearest_forward(g, x.data(), y.data()));
+    RF_GPU_OP("upsample_nearest", (x), gpu::upsample_nearest_forward(g, x.data(), y.data()));
   else
     cpu::upsample_nearest_forward(g, x.data(), y.data());
   if (needs_grad({x})) {
@@ -178,7 +178,7 @@ Tensor grid_sample(const Tensor& x, const Tensor& grid, bool align_corners, Grid
   GridGeometry g{x.size(0), x.size(1), x.size(2), x.size(3), grid.size(1), grid.size(2), align_corners, (int)padding};
   Tensor y = empty({g.n, g.c, g.h_out, g.w_out}, dev);
   if (dev == Device::CUDA)
-    RF_GPU(gpu::grid_sample_forward(g, x.data(), grid.data(), y.data()));
+    RF_GPU_OP("grid_sample", (x, grid), gpu::grid_sample_forward(g, x.data(), grid.data(), y.data()));
   else
     cpu::grid_sample_forward(g, x.data(), grid.data(), y.data());
   if (needs_grad({x, grid})) {

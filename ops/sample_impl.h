@@ -13,12 +13,22 @@ struct Lerp {
   float w1;
 };
 
+// n / d rounded as IEEE division on both devices, whatever the CUDA flags: under --use_fast_math '/' is approximate in
+// device code, and 35 / 70 a hair below 0.5 moves a nearest-neighbour index (CPU/CUDA disagree by a whole pixel).
+RF_HD float exact_ratio(float n, float d) {
+#ifdef __CUDA_ARCH__
+  return __fdiv_rn(n, d);
+#else
+  return n / d;
+#endif
+}
+
 RF_HD Lerp resize_source(int64_t o, int64_t n_in, int64_t n_out, bool align_corners) {
   float src;
   if (align_corners) {
-    src = n_out > 1 ? (float)o * ((float)(n_in - 1) / (float)(n_out - 1)) : 0.f;
+    src = n_out > 1 ? (float)o * exact_ratio((float)(n_in - 1), (float)(n_out - 1)) : 0.f;
   } else {
-    src = ((float)o + 0.5f) * ((float)n_in / (float)n_out) - 0.5f;
+    src = ((float)o + 0.5f) * exact_ratio((float)n_in, (float)n_out) - 0.5f;
     if (src < 0.f) src = 0.f;
   }
   int64_t i0 = (int64_t)src;
@@ -31,7 +41,7 @@ RF_HD Lerp resize_source(int64_t o, int64_t n_in, int64_t n_out, bool align_corn
 }
 
 RF_HD int64_t nearest_source(int64_t o, int64_t n_in, int64_t n_out) {
-  int64_t i = (int64_t)floorf((float)o * ((float)n_in / (float)n_out));
+  int64_t i = (int64_t)floorf((float)o * exact_ratio((float)n_in, (float)n_out));
   return i < n_in - 1 ? i : n_in - 1;
 }
 
@@ -46,16 +56,18 @@ struct GridGeometry {
   int padding;  // 0 zeros, 1 border
 };
 
-// Grid coordinate in [-1, 1] -> pixel coordinate, with d(pixel)/d(grid) (0 where border clamps).
+// Grid coordinate in [-1, 1] -> pixel coordinate, with d(pixel)/d(grid) (0 where border clamps). As in PyTorch, a
+// coordinate exactly on the first or last pixel counts as clamped: its bilinear neighbour beyond the edge has weight 0,
+// and a gradient through it would be minus the pixel's value rather than the clamped 0.
 RF_HD float grid_unnormalize(float g, int64_t size, bool align, int padding, float* dcoord) {
   float scale = align ? 0.5f * (float)(size - 1) : 0.5f * (float)size;
   float c = align ? (g + 1.f) * scale : (g + 1.f) * scale - 0.5f;
   *dcoord = scale;
   if (padding == 1) {
-    if (c < 0.f) {
+    if (c <= 0.f) {
       c = 0.f;
       *dcoord = 0.f;
-    } else if (c > (float)(size - 1)) {
+    } else if (c >= (float)(size - 1)) {
       c = (float)(size - 1);
       *dcoord = 0.f;
     }

@@ -59,9 +59,11 @@ static void run_pass(bool full, const Tensor& in, Tensor& out, int64_t planes, i
                      const Tensor& taps, int64_t k, bool vertical) {
   if (in.is_cuda()) {
     if (full)
-      RF_GPU(gpu::filter_full(in.data(), out.data(), planes, h, w, taps.data(), k, vertical));
+      RF_GPU_OP("separable filter", (in, taps),
+                gpu::filter_full(in.data(), out.data(), planes, h, w, taps.data(), k, vertical));
     else
-      RF_GPU(gpu::filter_valid(in.data(), out.data(), planes, h, w, taps.data(), k, vertical));
+      RF_GPU_OP("separable filter", (in, taps),
+                gpu::filter_valid(in.data(), out.data(), planes, h, w, taps.data(), k, vertical));
   } else {
     if (full)
       cpu::filter_full(in.data(), out.data(), planes, h, w, taps.data(), k, vertical);
@@ -73,7 +75,7 @@ static void run_pass(bool full, const Tensor& in, Tensor& out, int64_t planes, i
 Tensor separable_filter(const Tensor& x, const std::vector<float>& kernel_h, const std::vector<float>& kernel_w) {
   RF_CHECK(x.dim() >= 2, "separable_filter: needs [..., H, W], got ", describe(x));
   const int64_t kh = (int64_t)kernel_h.size(), kw = (int64_t)kernel_w.size();
-  const int64_t h = x.size(-2), w = x.size(-1), planes = h * w ? x.numel() / (h * w) : 0;
+  const int64_t h = x.size(-2), w = x.size(-1), planes = h * w != 0 ? x.numel() / (h * w) : 0;
   RF_CHECK(kh >= 1 && kw >= 1 && kh <= h && kw <= w, "separable_filter: kernels of ", kh, " and ", kw,
            " taps do not fit ", describe(x));
   Tensor th = from_vector(kernel_h, {kh}, x.device()), tw = from_vector(kernel_w, {kw}, x.device());

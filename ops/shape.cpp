@@ -16,10 +16,13 @@ static void strided_copy(const Shape& sizes, float* dst, const std::vector<int64
                          const std::vector<int64_t>& src_strides, Device dev) {
   StridedIndexer ix = make_strided_indexer(sizes, dst_strides, src_strides);
   int64_t n = shape_numel(sizes);
-  if (dev == Device::CUDA)
+  if (dev == Device::CUDA) {
+    const Shape* noted = &sizes;
+    note_cuda_op("strided copy", &noted, 1);
     RF_GPU(gpu::copy_strided(ix, dst, src, n));
-  else
+  } else {
     cpu::copy_strided(ix, dst, src, n);
+  }
 }
 
 Tensor permute(const Tensor& x, const std::vector<int64_t>& perm) {
@@ -239,7 +242,7 @@ Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& index) {
   os[0] = n;
   Tensor y = empty(os, x.device());
   if (x.is_cuda())
-    RF_GPU(gpu::gather_rows(x.data(), ip, y.data(), n, row));
+    RF_GPU_OP("gather_rows", (x), gpu::gather_rows(x.data(), ip, y.data(), n, row));
   else
     cpu::gather_rows(x.data(), ip, y.data(), n, row);
   if (needs_grad({x})) {
@@ -270,7 +273,7 @@ Tensor pad2d(const Tensor& x, int64_t left, int64_t right, int64_t top, int64_t 
   os[os.size() - 1] = g.w_out();
   Tensor y = empty(os, x.device());
   if (x.is_cuda())
-    RF_GPU(gpu::pad_forward(g, x.data(), y.data()));
+    RF_GPU_OP("pad2d", (x), gpu::pad_forward(g, x.data(), y.data()));
   else
     cpu::pad_forward(g, x.data(), y.data());
   if (needs_grad({x})) {

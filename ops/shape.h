@@ -16,7 +16,9 @@ std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim);  // equ
 Tensor unsqueeze(const Tensor& x, int64_t dim);
 Tensor squeeze(const Tensor& x, int64_t dim);
 
-// Rows of x [N, ...] picked by index: out[i] = x[index[i]] (backward adds the gradient back by index).
+// Rows of x [N, ...] picked by index: out[i] = x[index[i]] (backward adds the gradient back by index). On CUDA a row
+// picked more than once gets its gradients added by atomics in no fixed order: bitwise repeatable only for distinct
+// indices (gs's permutations and column selections).
 Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& index);
 
 enum class PadMode { Zeros, Reflect, Replicate };

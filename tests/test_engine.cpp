@@ -14,6 +14,7 @@
 #include "layers/init.h"
 #include "layers/layers.h"
 #include "ops/conv_impl.h"
+#include "ops/dispatch.h"
 #include "ops/gemm.h"
 #include "tests/harness.h"
 #include "layers/checkpoint.h"
@@ -329,6 +330,27 @@ TEST_CASE("op errors name the op and the shapes") {
   CHECK_THROWS_WITH_AS(add(zeros({2, 3}), zeros({4})), doctest::Contains("shapes [2, 3] and [4] do not broadcast"), Error);
   CHECK_THROWS_WITH_AS(matmul(zeros({2, 3}), zeros({4, 5})), doctest::Contains("inner sizes differ"), Error);
   CHECK_THROWS_WITH_AS(pad2d(zeros({1, 1, 3, 3}), 3, 0, 0, 0, PadMode::Reflect), doctest::Contains("reflect padding"), Error);
+}
+
+
+TEST_CASE("a CUDA error names the last op to start CUDA work, with its shapes") {
+  // What every CUDA, cuDNN, cuBLAS and cuFFT error message appends (engine/cuda_check.h); noted without a GPU too.
+  Tensor x = uniform_input({1, 3, 5, 7}, 0.f, 1.f, 1), w = uniform_input({1, 66, 4}, 0.f, 1.f, 2);
+  note_cuda_tensors("kernel_bank", {x, Tensor(), w});
+  CHECK(last_cuda_op() == "kernel_bank on [1, 3, 5, 7], none, [1, 66, 4]");
+  Shape g{2, 3}, a{2, 3}, b{3}, deep{1, 2, 3, 4, 5, 6, 7, 8, 9};
+  const Shape* backward_shapes[] = {&g, &a, &b};
+  note_cuda_op("mul", backward_shapes, 3, true);
+  CHECK(last_cuda_op() == "the backward of mul (gradient [2, 3]; inputs [2, 3], [3])");
+  const Shape* one[] = {&deep};
+  note_cuda_op("copy", one, 1);
+  CHECK(last_cuda_op() == "copy on [1, 2, 3, 4, 5, 6, 7, 8, ...]");
+  note_cuda_tensors("concat", {x, x, x, x, x, x, x, x});  // more than are kept: the first kMaxNotedShapes
+  std::string noted = last_cuda_op();
+  int kept = 0;
+  for (size_t at = noted.find("[1, 3, 5, 7]"); at != std::string::npos; at = noted.find("[1, 3, 5, 7]", at + 1)) ++kept;
+  CHECK(noted.rfind("concat on ", 0) == 0);
+  CHECK(kept == kMaxNotedShapes);
 }
 
 }  // TEST_SUITE

@@ -67,6 +67,9 @@ TEST_CASE("kernel bank: separable passes equal the dense kernels, gradients, CUD
   auto mixed = [&](const std::vector<Tensor>& in) { return kernel_bank(in[0], gb, gp, in[1]); };
   check_gradients("kernel_bank (mixed)", mixed, {xs, ws});
   check_cuda_parity("kernel_bank (mixed)", mixed, {xs, ws});
+  // 70 x 65 = 4,550 pixels a plane: the CUDA weight gradient's reduction sums in more than one part.
+  Tensor xl = uniform_input({1, 2, 70, 65}, -1.f, 1.f, 5), wl = uniform_input({1, 6, 3}, 0.f, 1.f, 6);
+  check_cuda_parity("kernel_bank (mixed, large planes)", mixed, {xl, wl});
   // An asymmetric kernel: the adjoint runs with flipped taps.
   KernelBank odd;
   odd.taps = {{0.1f, 0.6f, 0.3f}, {0.2f, -0.1f, 0.5f, 0.3f, 0.1f}};

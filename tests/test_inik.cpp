@@ -63,6 +63,9 @@ TEST_CASE("fused inverse filtering equals the unfused composition, forward and e
   check_cuda_parity("inverse_filter", fused(c.shape), c.inputs, 1e-4);
   Case d = small_case(1, 16, 7, 30);  // a kernel wider than the image
   check_cuda_parity("inverse_filter (narrow)", fused(d.shape), d.inputs, 1e-4);
+  // 1,517 pixels: the CUDA backward sums over two pixel chunks, the last one short.
+  Case e = small_case(1, 37, 41, 40);
+  check_cuda_parity("inverse_filter (two chunks)", fused(e.shape), e.inputs, 1e-4);
 }
 
 TEST_CASE("forward on inik reproduces the PyTorch twin of INIKNet at all three scales, convert --official too") {

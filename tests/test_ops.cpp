@@ -119,11 +119,32 @@ TEST_CASE("resampling") {
   op_checks("resize_bilinear_align", [](auto& x) { return resize_bilinear(x[0], 9, 8, true); });
   op_checks("upsample_nearest", [](auto& x) { return upsample_nearest(x[0], 8, 12); });
   op_checks("upsample_nearest_down", [](auto& x) { return upsample_nearest(x[0], 4, 3); });
+  // 35 -> 70 (a U-Net's x2 on an odd size): 35/70 must round to 0.5 on the device as on the CPU, or a whole column
+  // comes from the wrong pixel.
+  check_cuda_parity("upsample_nearest 35 -> 70", [](auto& x) { return upsample_nearest(x[0], 70, 70); },
+                    {uniform_input({1, 2, 35, 35}, -1.f, 1.f, 7)}, 1e-6);
   GradCheck grid = kinked();  // bilinear weights are piecewise linear in the grid coordinates:
   grid.eps = 2e-4;            // one golden coordinate sits 0.0017 px from a pixel centre
   op_checks("grid_sample", [](auto& x) { return grid_sample(x[0], x[1]); }, grid);
   op_checks("grid_sample_border_align",
             [](auto& x) { return grid_sample(x[0], x[1], true, GridPadding::Border); }, grid);
+  {
+    // Border padding, coordinates exactly on the first and last pixel: clamped, so no gradient reaches them, as
+    // PyTorch 2.x computes for this input (F.grid_sample, border, align_corners=True): -0 -0 | 0 0 | 0.1560 0.3560 |
+    // -0 0.7600. A zero flow on a warp's last row lands exactly there.
+    std::vector<float> xv(12);
+    for (int i = 0; i < 12; ++i) xv[i] = (0.1f * (float)i + 0.05f) * (0.1f * (float)i + 0.05f);
+    Tensor x = from_vector(xv, {1, 1, 3, 4});
+    Tensor grid = from_vector({1.f, 1.f, -1.f, -1.f, 0.3f, -0.2f, 1.f, 0.5f}, {1, 1, 4, 2}).set_requires_grad();
+    Tensor y = grid_sample(x, grid, true, GridPadding::Border);
+    CHECK(y.to_vector()[0] == doctest::Approx(1.3225).epsilon(1e-5));
+    CHECK(y.to_vector()[1] == doctest::Approx(0.0025).epsilon(1e-4));
+    sum(y).backward();
+    std::vector<float> want = {0.f, 0.f, 0.f, 0.f, 0.1560f, 0.3560f, 0.f, 0.7600f}, got = grid.grad().to_vector();
+    for (int i = 0; i < 8; ++i) CHECK_MESSAGE(got[i] == doctest::Approx(want[i]).epsilon(1e-3), "grid gradient " << i);
+    check_cuda_parity("grid_sample (border, exactly on the edges)",
+                      [](auto& t) { return grid_sample(t[0], t[1], true, GridPadding::Border); }, {x, grid.detach()});
+  }
   GradCheck image_only;  // warp_bicubic is differentiable in the image only (the flow is a constant of the loss)
   image_only.skip = {1};
   op_checks("warp_bicubic", [](auto& x) { return warp_bicubic(x[0], x[1].detach()); }, image_only);
