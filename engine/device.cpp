@@ -127,7 +127,7 @@ std::string cuda_description() {
   if (!cuda_problem().empty()) return cuda_problem();
   cudaDeviceProp p{};
   RF_CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
-  char buf[256];
+  char buf[384];  // the device name alone may take 256
   std::snprintf(buf, sizeof buf, "%s, %.1f GiB, compute %d.%d, cuDNN %zu", p.name,
                 p.totalGlobalMem / 1073741824.0, p.major, p.minor, cudnnGetVersion());
   return buf;

@@ -1,7 +1,9 @@
 // Convolutions through cuDNN. The algorithm for each (shape, pass) is chosen once by cuDNN's own
-// benchmark (cudnnFind*) and cached; deterministic mode keeps only deterministic algorithms.
+// benchmark (cudnnFind*) and cached; deterministic mode takes the first deterministic one in cuDNN's heuristic order
+// (the same in every process, unlike timings).
 #include <cudnn.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -123,9 +125,13 @@ static AlgoChoice choose(Pass p, const ConvGeometry& g, const ConvDescriptors& d
       RF_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(handle(), d.x, d.w, d.conv, d.y,
                                                           CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
     c = pick(perf, n, "the forward pass");
-    if (heuristic)
+    if (heuristic) {  // the size for the chosen math type; the heuristics' own figure may be for another
+      RF_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math));
+      size_t queried = 0;
       RF_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle(), d.x, d.w, d.conv, d.y,
-                                                             (cudnnConvolutionFwdAlgo_t)c.algo, &c.workspace));
+                                                             (cudnnConvolutionFwdAlgo_t)c.algo, &queried));
+      c.workspace = std::max(c.workspace, queried);
+    }
   } else if (p == kBackwardData) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     if (heuristic)
@@ -135,9 +141,13 @@ static AlgoChoice choose(Pass p, const ConvGeometry& g, const ConvDescriptors& d
       RF_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(handle(), d.w, d.y, d.conv, d.x,
                                                                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
     c = pick(perf, n, "the data gradient");
-    if (heuristic)
+    if (heuristic) {  // the size for the chosen math type; the heuristics' own figure may be for another
+      RF_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math));
+      size_t queried = 0;
       RF_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(handle(), d.w, d.y, d.conv, d.x,
-                                                                  (cudnnConvolutionBwdDataAlgo_t)c.algo, &c.workspace));
+                                                                  (cudnnConvolutionBwdDataAlgo_t)c.algo, &queried));
+      c.workspace = std::max(c.workspace, queried);
+    }
   } else {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     if (heuristic)
@@ -147,9 +157,13 @@ static AlgoChoice choose(Pass p, const ConvGeometry& g, const ConvDescriptors& d
       RF_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(handle(), d.x, d.y, d.conv, d.w,
                                                                  CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
     c = pick(perf, n, "the weight gradient");
-    if (heuristic)
-      RF_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(
-          handle(), d.x, d.y, d.conv, d.w, (cudnnConvolutionBwdFilterAlgo_t)c.algo, &c.workspace));
+    if (heuristic) {  // the size for the chosen math type; the heuristics' own figure may be for another
+      RF_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math));
+      size_t queried = 0;
+      RF_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(handle(), d.x, d.y, d.conv, d.w,
+                                                                    (cudnnConvolutionBwdFilterAlgo_t)c.algo, &queried));
+      c.workspace = std::max(c.workspace, queried);
+    }
   }
   std::lock_guard<std::mutex> lock(g_cache_mu);
   algo_cache()[key] = c;

@@ -209,7 +209,7 @@ void inverse_filter_backward(const InverseFilterGeometry& g, const float* x, con
   // Sums over pixels in a fixed number of chunks (set by the size), then added in chunk order.
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(256, (pixels + 1023) / 1024));
   const int64_t combos = g.groups * g.bases * g.c, taps = g.kernel_floats;
-  {
+  if (combos > 0) {  // no colour channel: no mixing weight to differentiate (and an empty grid is an invalid launch)
     Scratch partial(combos * g.o * chunks), sums(combos * g.o);
     dweight_partial_kernel<<<dim3((unsigned)combos, (unsigned)chunks), 256>>>(g, x, k, mu, omega, gout, chunks, partial.p);
     RF_LAUNCH_CHECK("inverse_filter backward (dweight)");

@@ -19,8 +19,8 @@ struct TapWeights {
   bool inside = false;
 };
 
-// Inside-ness and whole distances are decided in integers, so both devices agree whatever the CUDA flags: under
-// --use_fast_math sqrtf is approximate on the device, and sqrtf(25) a hair above 5 would drop the kernel's edge taps.
+// Inside-ness and whole distances are decided in integers, so both devices agree on them even under --use_fast_math,
+// where sqrtf is approximate on the device and sqrtf(25) a hair above 5 would drop the kernel's edge taps.
 RF_HD TapWeights tap_weights(int dy, int dx, int r) {
   TapWeights t;
   const int d2 = dy * dy + dx * dx;

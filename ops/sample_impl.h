@@ -13,8 +13,9 @@ struct Lerp {
   float w1;
 };
 
-// n / d rounded as IEEE division on both devices, whatever the CUDA flags: under --use_fast_math '/' is approximate in
-// device code, and 35 / 70 a hair below 0.5 moves a nearest-neighbour index (CPU/CUDA disagree by a whole pixel).
+// n / d rounded as IEEE division on both devices, even under --use_fast_math (which makes '/' approximate in device
+// code: 35 / 70 a hair below 0.5 would move a nearest-neighbour index, a whole pixel's disagreement). What follows may
+// still differ by an ulp (nvcc contracts a * b - c into an FMA), which moves a bilinear weight, not an index.
 RF_HD float exact_ratio(float n, float d) {
 #ifdef __CUDA_ARCH__
   return __fdiv_rn(n, d);

@@ -36,19 +36,26 @@ echo "gpu_check: built in $(($(date +%s) - start)) s"
 export REFOCUS_SYNC_DEBUG=${REFOCUS_SYNC_DEBUG:-1}
 start=$(date +%s)
 "$BUILD/bin/refocus_tests" --no-intro >"$OUT/tests.log" 2>&1
-echo "gpu_check: suite in $(($(date +%s) - start)) s"
+rc=$?
+echo "gpu_check: suite exit $rc in $(($(date +%s) - start)) s"
 tail -4 "$OUT/tests.log"
 grep -E "CUDA parity" "$OUT/tests.log" | tail -2
 grep -E -B3 -A12 "ERROR|FAILED" "$OUT/tests.log" | head -120
-if [ "${SANITIZE:-1}" = 1 ] && command -v compute-sanitizer >/dev/null; then
+sanitizer=$(command -v compute-sanitizer || echo "${CUDA_HOME:-/usr/local/cuda}/bin/compute-sanitizer")
+if [ "${SANITIZE:-1}" = 1 ] && [ ! -x "$sanitizer" ]; then
+  echo "gpu_check: compute-sanitizer not found, skipped"
+elif [ "${SANITIZE:-1}" = 1 ]; then
   # The ops written since the last GPU run, their parity checks only (memcheck makes every kernel ~10-100x slower).
   cases='kernel bank: separable*,fused inverse filtering*,fused isotropic reblurring*,op table: pooling*,resampling'
   start=$(date +%s)
-  timeout 240 compute-sanitizer --tool memcheck --target-processes all --error-exitcode 9 \
+  timeout 240 "$sanitizer" --tool memcheck --target-processes all --error-exitcode 9 \
     "$BUILD/bin/refocus_tests" --no-intro -tc="$cases" >"$OUT/memcheck.log" 2>&1
-  echo "gpu_check: compute-sanitizer exit $? in $(($(date +%s) - start)) s (124: timed out)"
+  mrc=$?
+  echo "gpu_check: compute-sanitizer exit $mrc in $(($(date +%s) - start)) s (124: timed out)"
+  [ "$mrc" = 0 ] || [ "$rc" != 0 ] || rc=$mrc
   grep -E "ERROR SUMMARY|Invalid|out of bounds|uninitialized" "$OUT/memcheck.log" | sort | uniq -c | head -20
 fi
 if [ "${BENCH:-0}" = 1 ]; then
   PYTHON=python3 FIT_ITERS=600 TORCH_FIT_ITERS=20 bench/run_all.sh "$BUILD" cuda 2>&1 | tee "$OUT/bench.txt"
 fi
+exit "$rc"
