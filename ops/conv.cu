@@ -116,54 +116,46 @@ static AlgoChoice choose(Pass p, const ConvGeometry& g, const ConvDescriptors& d
   // fast algorithms fail for want of memory (and the slower choice would be kept for this shape).
   const bool heuristic = deterministic();
   if (!heuristic) cuda_empty_cache();
+  // In deterministic mode, the workspace for the chosen algorithm at its math type (the heuristics' own figure may
+  // be for another); size(&bytes) is the pass's cudnnGet*WorkspaceSize.
+  auto size_workspace = [&](auto size) {
+    if (!heuristic) return;
+    RF_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math));
+    size_t queried = 0;
+    RF_CUDNN_CHECK(size(&queried));
+    c.workspace = std::max(c.workspace, queried);
+  };
   if (p == kForward) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    if (heuristic)
-      RF_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle(), d.x, d.w, d.conv, d.y,
-                                                            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
-    else
-      RF_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(handle(), d.x, d.w, d.conv, d.y,
-                                                          CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
+    const int k = CUDNN_CONVOLUTION_FWD_ALGO_COUNT;
+    RF_CUDNN_CHECK(heuristic ? cudnnGetConvolutionForwardAlgorithm_v7(handle(), d.x, d.w, d.conv, d.y, k, &n, perf)
+                             : cudnnFindConvolutionForwardAlgorithm(handle(), d.x, d.w, d.conv, d.y, k, &n, perf));
     c = pick(perf, n, "the forward pass");
-    if (heuristic) {  // the size for the chosen math type; the heuristics' own figure may be for another
-      RF_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math));
-      size_t queried = 0;
-      RF_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle(), d.x, d.w, d.conv, d.y,
-                                                             (cudnnConvolutionFwdAlgo_t)c.algo, &queried));
-      c.workspace = std::max(c.workspace, queried);
-    }
+    size_workspace([&](size_t* b) {
+      return cudnnGetConvolutionForwardWorkspaceSize(handle(), d.x, d.w, d.conv, d.y,
+                                                     (cudnnConvolutionFwdAlgo_t)c.algo, b);
+    });
   } else if (p == kBackwardData) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    if (heuristic)
-      RF_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle(), d.w, d.y, d.conv, d.x,
-                                                                 CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
-    else
-      RF_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(handle(), d.w, d.y, d.conv, d.x,
-                                                               CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
+    const int k = CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT;
+    RF_CUDNN_CHECK(heuristic ? cudnnGetConvolutionBackwardDataAlgorithm_v7(handle(), d.w, d.y, d.conv, d.x, k, &n, perf)
+                             : cudnnFindConvolutionBackwardDataAlgorithm(handle(), d.w, d.y, d.conv, d.x, k, &n, perf));
     c = pick(perf, n, "the data gradient");
-    if (heuristic) {  // the size for the chosen math type; the heuristics' own figure may be for another
-      RF_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math));
-      size_t queried = 0;
-      RF_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(handle(), d.w, d.y, d.conv, d.x,
-                                                                  (cudnnConvolutionBwdDataAlgo_t)c.algo, &queried));
-      c.workspace = std::max(c.workspace, queried);
-    }
+    size_workspace([&](size_t* b) {
+      return cudnnGetConvolutionBackwardDataWorkspaceSize(handle(), d.w, d.y, d.conv, d.x,
+                                                          (cudnnConvolutionBwdDataAlgo_t)c.algo, b);
+    });
   } else {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    if (heuristic)
-      RF_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle(), d.x, d.y, d.conv, d.w,
-                                                                   CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
-    else
-      RF_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(handle(), d.x, d.y, d.conv, d.w,
-                                                                 CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
+    const int k = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
+    RF_CUDNN_CHECK(heuristic
+                       ? cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle(), d.x, d.y, d.conv, d.w, k, &n, perf)
+                       : cudnnFindConvolutionBackwardFilterAlgorithm(handle(), d.x, d.y, d.conv, d.w, k, &n, perf));
     c = pick(perf, n, "the weight gradient");
-    if (heuristic) {  // the size for the chosen math type; the heuristics' own figure may be for another
-      RF_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math));
-      size_t queried = 0;
-      RF_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(handle(), d.x, d.y, d.conv, d.w,
-                                                                    (cudnnConvolutionBwdFilterAlgo_t)c.algo, &queried));
-      c.workspace = std::max(c.workspace, queried);
-    }
+    size_workspace([&](size_t* b) {
+      return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle(), d.x, d.y, d.conv, d.w,
+                                                            (cudnnConvolutionBwdFilterAlgo_t)c.algo, b);
+    });
   }
   std::lock_guard<std::mutex> lock(g_cache_mu);
   algo_cache()[key] = c;

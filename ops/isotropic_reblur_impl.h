@@ -19,23 +19,17 @@ struct TapWeights {
   bool inside = false;
 };
 
-// Inside-ness and whole distances are decided in integers, so both devices agree on them even under --use_fast_math,
-// where sqrtf is approximate on the device and sqrtf(25) a hair above 5 would drop the kernel's edge taps.
 RF_HD TapWeights tap_weights(int dy, int dx, int r) {
   TapWeights t;
-  const int d2 = dy * dy + dx * dx;
-  if (d2 > r * r) return t;
+  const float d = sqrtf((float)(dy * dy + dx * dx));
+  if (d > (float)r) return t;
   t.inside = true;
-  int whole = (int)sqrtf((float)d2);  // floor(sqrt(d2)), corrected for a rounded sqrtf
-  while (whole * whole > d2) --whole;
-  while ((whole + 1) * (whole + 1) <= d2) ++whole;
-  t.lo = whole;
-  if (whole * whole == d2) {
-    t.hi = whole;
+  const float fl = floorf(d), ce = ceilf(d);
+  t.lo = (int)fl;
+  t.hi = (int)ce;
+  if (fl == ce) {
     t.w_lo = 1.f;
   } else {
-    const float d = sqrtf((float)d2), fl = (float)whole, ce = fl + 1.f;
-    t.hi = whole + 1;
     t.w_lo = ce - d;
     t.w_hi = d - fl;
   }

@@ -13,23 +13,12 @@ struct Lerp {
   float w1;
 };
 
-// n / d rounded as IEEE division on both devices, even under --use_fast_math (which makes '/' approximate in device
-// code: 35 / 70 a hair below 0.5 would move a nearest-neighbour index, a whole pixel's disagreement). What follows may
-// still differ by an ulp (nvcc contracts a * b - c into an FMA), which moves a bilinear weight, not an index.
-RF_HD float exact_ratio(float n, float d) {
-#ifdef __CUDA_ARCH__
-  return __fdiv_rn(n, d);
-#else
-  return n / d;
-#endif
-}
-
 RF_HD Lerp resize_source(int64_t o, int64_t n_in, int64_t n_out, bool align_corners) {
   float src;
   if (align_corners) {
-    src = n_out > 1 ? (float)o * exact_ratio((float)(n_in - 1), (float)(n_out - 1)) : 0.f;
+    src = n_out > 1 ? (float)o * ((float)(n_in - 1) / (float)(n_out - 1)) : 0.f;
   } else {
-    src = ((float)o + 0.5f) * exact_ratio((float)n_in, (float)n_out) - 0.5f;
+    src = ((float)o + 0.5f) * ((float)n_in / (float)n_out) - 0.5f;
     if (src < 0.f) src = 0.f;
   }
   int64_t i0 = (int64_t)src;
@@ -42,7 +31,7 @@ RF_HD Lerp resize_source(int64_t o, int64_t n_in, int64_t n_out, bool align_corn
 }
 
 RF_HD int64_t nearest_source(int64_t o, int64_t n_in, int64_t n_out) {
-  int64_t i = (int64_t)floorf((float)o * exact_ratio((float)n_in, (float)n_out));
+  int64_t i = (int64_t)floorf((float)o * ((float)n_in / (float)n_out));
   return i < n_in - 1 ? i : n_in - 1;
 }
 
