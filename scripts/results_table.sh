@@ -16,6 +16,7 @@ note = (f"\nBlurry input (`--identity`): synthetic test split {', '.join(f'{s:.2
         "The Pixel 4 inputs are linear light and dark (mean 0.02-0.09); `--linear` brightens each by one gain and "
         "sRGB-encodes it for the network, which learnt on sRGB images, and decodes the result back; [raw] is the "
         "gain when the network is given the linear input as it is. "
+        "The 1280×720 time is the median of three runs. "
         "Rows are written by `scripts/judge.sh NAME cpu|gpu` (DESIGN §8); the machine of each run is in results/NAME_RECIPE.json.\n")
 readme = open("README.md").read()
 begin, end = "<!-- judge:begin -->", "<!-- judge:end -->"
