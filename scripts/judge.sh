@@ -109,7 +109,7 @@ if [ "$NAME" = sft ] || { [ "$NAME" = gs ] && grep -q '"defocus": *true' "$RUN/c
 fi
 
 # Inference time at 1280x720 and peak memory at 1680x1120 (one synthetic image each, timed by deblur). The time is
-# the median of three runs: one run on a shared 2-core machine has read 1.6x the median (ggkm, session 24).
+# the median of three runs: on a shared 2-core machine one ggkm run read 11.65 s, three more minutes later 7.39-8.07 s.
 for size in 720x1280 1120x1680; do
   [ -f "$OUT/img_$size/train_c/source/synth_00000.png" ] || "$bin/make_synth" --out "$OUT/img_$size" --n 1 --size "$size" --seed 7 2>/dev/null
   maps=""; [ "$NAME" = gs ] && maps="--depth $OUT/img_$size/train_c/depth/synth_00000.png"
