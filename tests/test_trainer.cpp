@@ -57,7 +57,11 @@ Recipe toy_recipe() {
   r.cpu.checkpoint_every = 2;
   r.gpu = r.cpu;
   r.gpu.sharp_fraction = 0.25;
-  r.flags = {{"--nan-at", "nan_at", (int64_t)-1, "make the loss NaN from this step on", -1, 1e9}};
+  r.flags = {{"--nan-at", "nan_at", (int64_t)-1, "make the loss NaN from this step on", -1, 1e9},
+             {"--big", "big", false, "a bigger toy: its recipes train fewer steps by default"}};
+  r.adjust_defaults = [](TrainOptions& o) {
+    if (o.net["big"].get<bool>()) o.iters = 2;
+  };
   r.model_config = [](const TrainContext& ctx) { return nlohmann::json{{"nan_at", ctx.opt.net["nan_at"]}}; };
   r.make = [](const std::string&, const nlohmann::json& c) { return std::make_unique<ToyModel>(c); };
   r.stages = [](TrainContext& ctx) {
@@ -175,6 +179,25 @@ TEST_CASE("--sharp-fraction is recorded, kept on resume, and off for runs saved 
   r = resume("old");
   REQUIRE_MESSAGE(r.code == 0, r.err);
   CHECK(weights("old") == weights("none"));
+}
+
+TEST_CASE("a recipe's defaults follow the network flags, and explicit options still win") {
+  TempDir d;
+  write_pairs(d / "data", 4);
+  auto iters = [&](const std::string& run, std::vector<std::string> extra) {
+    std::vector<std::string> a = {d / "data", "--out", d / run, "--device", "cpu", "--val-images", "0"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    Result r = train(a, d / "err.txt");
+    REQUIRE_MESSAGE(r.code == 0, r.err);
+    return nlohmann::json::parse(read_file(d / (run + "/config.json")))["train"]["iters"].get<int64_t>();
+  };
+  CHECK(iters("plain", {}) == 6);
+  CHECK(iters("big", {"--big"}) == 2);
+  CHECK(iters("big_iters", {"--big", "--iters", "3"}) == 3);
+  write_file_atomic(d / "big.json", R"({"train": {"net": {"big": true}}})");
+  CHECK(iters("big_file", {"--config", d / "big.json"}) == 2);
+  write_file_atomic(d / "iters.json", R"({"train": {"iters": 4}})");
+  CHECK(iters("big_file_iters", {"--big", "--config", d / "iters.json"}) == 4);
 }
 
 TEST_CASE("a NaN loss stops training with the stage and step, and no non-finite weight is written") {

@@ -426,8 +426,16 @@ int train_main(const Recipe& r, int argc, char** argv) {
       if (!config_file.empty()) {
         file_cfg = parse_json(read_file(config_file), config_file);
         RF_CHECK(file_cfg.is_object(), config_file, ": expected a JSON object with \"model\" and/or \"train\"");
-        if (file_cfg.contains("train")) apply(ctx.opt, file_cfg["train"], config_file);
       }
+      const bool file_train = file_cfg.is_object() && file_cfg.contains("train");
+      if (r.adjust_defaults) {  // sees the network flags first; the explicit options below still win
+        TrainOptions flags_only = ctx.opt;
+        if (file_train) apply(flags_only, file_cfg["train"], config_file);
+        apply(flags_only, given, "the command line");
+        ctx.opt.net = flags_only.net;
+        r.adjust_defaults(ctx.opt);
+      }
+      if (file_train) apply(ctx.opt, file_cfg["train"], config_file);
       apply(ctx.opt, given, "the command line");
       if (file_cfg.contains("model")) model_cfg = file_cfg["model"];
     }

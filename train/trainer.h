@@ -92,6 +92,9 @@ struct Recipe {
   // The model's config from the options and the dataset ({} = the network's defaults); --config's "model"
   // section is merged over it.
   std::function<nlohmann::json(const TrainContext&)> model_config;
+  // Adjusts the recipe's defaults to the network flags of a new run (e.g. a bigger variant trains fewer steps in the
+  // recipe's time); the options given in --config or on the command line are applied after it, so they still win.
+  std::function<void(TrainOptions&)> adjust_defaults;
   std::function<std::vector<Stage>(TrainContext&)> stages;
   // Builds the model (default: the registry's entry; tests and experiments may train models outside it).
   std::function<std::unique_ptr<Model>(const std::string& name, const nlohmann::json& config)> make;
