@@ -6,11 +6,16 @@
 
 namespace rf {
 
+// A ggkm+ step costs 2.5x a ggkm step on 2 cores (3.57 s against 1.41, session 25; gkm 1.13 s), so its cpu recipe
+// trains this many steps in ggkm's ~33 minutes. The gpu recipe keeps the paper's schedule for every variant.
+constexpr int64_t kGgkmPlusCpuIters = 550;
+
 Recipe ggkm_recipe() {
   Recipe r;
   r.program = "train_ggkm";
   r.model = "ggkm";
-  r.summary = "Trains gkm (GKMNet), ggkm (GGKMNet) or ggkm+ (paper 001), choose with --variant (ggkm+: 550 steps on the cpu recipe).";
+  r.summary = cat("Trains gkm (GKMNet), ggkm (GGKMNet) or ggkm+ (paper 001), choose with --variant (ggkm+: ",
+                  kGgkmPlusCpuIters, " steps on the cpu recipe).");
   r.flags = {{"--variant", "variant", std::string("ggkm"), "gkm | ggkm | ggkm+"}};
   // 45 minutes on 2 cores: 128 px crops, batch 4. Measured 1.6 s per ggkm step with the Winograd convolutions
   // (session 14; 2.8 s when the recipe had 900 steps), so 1400 steps leave room for the machine's ±20% drift.
@@ -39,10 +44,8 @@ Recipe ggkm_recipe() {
     RF_CHECK(v == "gkm" || v == "ggkm" || v == "ggkm+", "option --variant must be gkm, ggkm or ggkm+, got '", v, "'");
     return v;
   };
-  // A ggkm+ step costs 2.5x a ggkm step on 2 cores (3.57 s against 1.41, session 25; gkm 1.13 s), so its cpu recipe
-  // trains 550 steps in the same ~33 minutes. The gpu recipe keeps the paper's schedule for every variant.
   r.adjust_defaults = [](TrainOptions& o) {
-    if (o.recipe == "cpu" && o.net.value("variant", std::string()) == "ggkm+") o.iters = 550;
+    if (o.recipe == "cpu" && o.net.value("variant", std::string()) == "ggkm+") o.iters = kGgkmPlusCpuIters;
   };
   r.model_config = [](const TrainContext& ctx) {
     return GgkmConfig::variant_defaults(ctx.opt.net["variant"].get<std::string>()).to_json();
