@@ -110,6 +110,12 @@ TEST_CASE("forward on ggkm reproduces its PyTorch twin (group mixtures computed 
   check_twin_forward("ggkm", d / "ggkm_twin.safetensors", d.path.string());
 }
 
+TEST_CASE("forward on ggkm+ reproduces its PyTorch twin (7 residual blocks in every backbone block)") {
+  TempDir d;
+  run_twin(d);
+  check_twin_forward("ggkm+", d / "ggkm+_twin.safetensors", d.path.string());
+}
+
 TEST_CASE("parameter counts of gkm, ggkm and ggkm+") {
   auto count = [](const char* n) { return static_cast<GgkmModel&>(*make_model(n)).inference_parameters(); };
   int64_t gkm = count("gkm"), ggkm = count("ggkm"), plus = count("ggkm+");

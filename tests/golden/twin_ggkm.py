@@ -83,7 +83,7 @@ class Triplet(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, kind, cin, cout):
+    def __init__(self, kind, cin, cout, res_blocks=1):
         super().__init__()
         if kind == "in":
             self.conv = nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1))
@@ -93,9 +93,14 @@ class Block(nn.Module):
             self.conv = ConvBnRelu(nn.Conv2d(cin, cout, 3, 2 if kind == "down" else 1, 1), cout)
         self.ta = Triplet()
         self.res_block = ResBlock(cout)
+        if res_blocks > 1:  # ggkm+: "more residual blocks in the BFE", after the released one
+            self.extra = nn.Sequential(*[ResBlock(cout) for _ in range(res_blocks - 1)])
 
     def forward(self, x):
-        return self.ta(self.res_block(self.conv(x)))
+        y = self.res_block(self.conv(x))
+        if hasattr(self, "extra"):
+            y = self.extra(y)
+        return self.ta(y)
 
 
 class ConvLSTM(nn.Module):
@@ -206,16 +211,17 @@ class AlphaApu(nn.Module):
 
 
 class GGKMNet(nn.Module):
-    def __init__(self, groups=21, per_group=4):
+    def __init__(self, groups=21, per_group=4, res_blocks=1):
         super().__init__()
         self.groups, self.per_group, self.maps = groups, per_group, groups + 1
         self.taps = ggkm_bank(groups, per_group)
-        self.in_block = Block("in", 3, 32)
-        self.conv_block1_1 = Block("down", 32, 64)
-        self.conv_block2_1 = Block("down", 64, 128)
-        self.bottle_neck_1 = Block("same", 128, 128)
-        self.conv_block3_1 = Block("up", 128, 64)
-        self.conv_block4_1 = Block("up", 64, 32)
+        rb = res_blocks
+        self.in_block = Block("in", 3, 32, rb)
+        self.conv_block1_1 = Block("down", 32, 64, rb)
+        self.conv_block2_1 = Block("down", 64, 128, rb)
+        self.bottle_neck_1 = Block("same", 128, 128, rb)
+        self.conv_block3_1 = Block("up", 128, 64, rb)
+        self.conv_block4_1 = Block("up", 64, 32, rb)
         m2 = 2 * self.maps
         self.APU = nn.Module()
         self.APU.conv = Holder(nn.Sequential(nn.Conv2d(32, m2, 3, 1, 1), nn.ReLU(), nn.Conv2d(m2, m2, 3, 1, 1)))
@@ -276,9 +282,9 @@ class GGKMNet(nn.Module):
         return (outs[2], outs[1], outs[0]) if not with_srm else (outs, resynth)
 
 
-def ggkm_case(out_dir, groups):
+def ggkm_case(out_dir, groups, variant="ggkm", res_blocks=1):
     torch.manual_seed(3)
-    net = GGKMNet(groups).eval()
+    net = GGKMNet(groups, res_blocks=res_blocks).eval()
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -293,13 +299,15 @@ def ggkm_case(out_dir, groups):
         outs = net.double()(y256.double(), y128.double(), y64.double())
     for i, o in enumerate(outs):
         tensors[f"out{i}"] = o.float()
-    save(os.path.join(out_dir, "ggkm_twin.safetensors"), tensors,
-         {"config": json.dumps({"variant": "ggkm", "groups": groups})})
+    save(os.path.join(out_dir, f"{variant}_twin.safetensors"), tensors,
+         {"config": json.dumps({"variant": variant, "groups": groups})})
+    print(f"{variant} twin ({groups} groups): {sum(p.numel() for p in net.parameters())} parameters")
 
 
 def main():
     out_dir = sys.argv[1]
     ggkm_case(out_dir, 5)
+    ggkm_case(out_dir, 5, "ggkm+", 7)  # the variant's own 7 residual blocks a block
     bank_case(out_dir)
     for seed, order in ((0, "intended"), (1, "official")):
         torch.manual_seed(seed)
