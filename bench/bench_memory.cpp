@@ -1,6 +1,7 @@
 // Peak memory of training workloads, one per process: bench/bench_memory_torch.py runs the same work in
 // PyTorch, measured the same way (all but reblur, which PyTorch has no fused form of).
-//   bench_memory --case adds|unet|gs|reblur|reblur_unfused [--device cpu|cuda] [--threads N] [--size HxW]
+//   bench_memory --case adds|unet|gs|reblur|reblur_unfused|inverse_filter|inverse_filter_unfused [--device cpu|cuda]
+//                [--threads N] [--size HxW]
 // Prints JSON lines {name, phase, device, peak_mib, alive_mib, rss_growth_mib, ms}, each phase measured from the
 // same start (the forward line is printed when the loss exists, before backward):
 //   peak_mib        refocus's own count of tensor bytes at the peak, over what was allocated at the start
@@ -23,6 +24,10 @@
 //   reblur, reblur_unfused: jdrl's reblurring operator (ops/isotropic_reblur.h) forward and backward on one image
 //         (--size, default 1120x1680, DPDD's), fused against the naive composition that materialises every
 //         pixel's kernels and taps (its peak grows with the pixel count: run it smaller and scale).
+//   inverse_filter, inverse_filter_unfused: inik's inverse filtering (ops/inverse_filter.h) forward and backward
+//         of sum(out^2) on one image (--size, default 1120x1680) with inik's shapes (7 groups of 3...15 px, 10
+//         atoms, mu over 8 groups, the 240 -> 3 mix), fused against the composition with the (1, 240, H, W)
+//         tensor the released code holds. bench_memory_torch.py --case inverse_filter_unfused is that code's way.
 #include <malloc.h>
 
 #include <chrono>
@@ -39,6 +44,7 @@
 #include "layers/losses.h"
 #include "layers/optim.h"
 #include "models/gs.h"
+#include "ops/inverse_filter.h"
 #include "ops/isotropic_reblur.h"
 #include "ops/ops.h"
 
@@ -206,8 +212,32 @@ int main(int argc, char** argv) {
       print(name.c_str(), "forward", p);
       loss.backward();
       print(name.c_str(), "forward+backward", p);
+    } else if (which == "inverse_filter" || which == "inverse_filter_unfused") {
+      int64_t h = 0, w = 0;
+      RF_CHECK(std::sscanf(size.c_str(), "%ldx%ld", &h, &w) == 2 && h > 0 && w > 0, "--size must be HxW, got '", size, "'");
+      InverseFilterShape shape;  // inik's (InikConfig::filter_shape)
+      for (int64_t k = 3; k <= 15; k += 2) shape.sizes.push_back(k);
+      shape.bases = 10;
+      const int64_t groups = (int64_t)shape.sizes.size();
+      Tensor x = rand({1, 3, h, w}, dev, &g).set_requires_grad();
+      Tensor kernels = (randn({shape.kernel_floats()}, dev, &g) * 0.1f).detach().set_requires_grad();
+      Tensor logits = randn({1, groups + 1, h, w}, dev, &g).set_requires_grad();
+      Tensor omega = randn({1, shape.bases, h, w}, dev, &g).set_requires_grad();
+      Tensor weight = (randn({3, (groups + 1) * 3 * shape.bases}, dev, &g) * 0.05f).detach().set_requires_grad();
+      Tensor bias = zeros({3}, dev).set_requires_grad();
+      const bool fused = which == "inverse_filter";
+      const std::string name = cat("inik inverse filter ", fused ? "fused" : "unfused", ", 3x", h, "x", w);
+      p.start();
+      Tensor mu = softmax(logits, 1);
+      Tensor out = fused ? inverse_filter(x, kernels, shape, mu, omega, weight, bias)
+                         : inverse_filter_unfused(x, kernels, shape, mu, omega, weight, bias);
+      Tensor loss = sum(out * out);
+      print(name.c_str(), "forward", p);
+      loss.backward();
+      print(name.c_str(), "forward+backward", p);
     } else {
-      throw Error(cat("unknown --case ", which, " (adds, unet, gs, reblur, reblur_unfused)"));
+      throw Error(cat("unknown --case ", which,
+                      " (adds, unet, gs, reblur, reblur_unfused, inverse_filter, inverse_filter_unfused)"));
     }
     return 0;
   });

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """PyTorch twin of bench/bench_memory.cpp: the same workloads, one per process, measured the same way.
-usage: bench_memory_torch.py --case adds|unet [--device cpu|cuda] [--threads N]
+usage: bench_memory_torch.py --case adds|unet|inverse_filter_unfused [--device cpu|cuda] [--threads N] [--size HxW]
 
 Prints JSON lines {name, phase, device, peak_mib, alive_mib, rss_growth_mib, ms}, each phase measured from the
 same start (after the warm-up step and zero_grad):
@@ -13,7 +13,9 @@ same start (after the warm-up step and zero_grad):
   alive_mib       tensor bytes alive at the end of the phase over the start (after the forward: what autograd
                   keeps for backward, plus the loss), from the same sources;
   ms              wall time from the start to the end of the phase (first run).
-The gs case has no twin: see bench/NOTES.md."""
+The gs case has no twin: see bench/NOTES.md. inverse_filter_unfused is INIKNet's released inverse filtering (each
+group's 30 depthwise-filtered planes stacked to (1, 8, 30, H, W), times mu and omega, the 240 -> 3 mix), the same
+inputs as bench_memory's inverse_filter cases."""
 import argparse
 import ctypes
 import json
@@ -145,6 +147,7 @@ def main():
     ap.add_argument("--case", default="adds")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--size", default="1120x1680")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -185,8 +188,34 @@ def main():
         run(lambda phase: None)  # Adam's state exists from here on
         reset()
         measure("U-Net training step, batch 4, 128x128", p, run, reset)
+    elif a.case == "inverse_filter_unfused":
+        h, w = (int(v) for v in a.size.split("x"))
+        sizes, bases = list(range(3, 16, 2)), 10
+        x = torch.rand(1, 3, h, w, device=dev, requires_grad=True)
+        kernels = [(0.1 * torch.randn(bases, s, s, device=dev)).requires_grad_() for s in sizes]
+        logits = torch.randn(1, len(sizes) + 1, h, w, device=dev, requires_grad=True)
+        omega = torch.randn(1, bases, h, w, device=dev, requires_grad=True)
+        mix = nn.Conv2d((len(sizes) + 1) * 3 * bases, 3, 1).to(dev)
+
+        def run(mark):
+            maps = [torch.zeros(1, 3 * bases, h, w, device=dev)]  # group 0: the released code's zero group
+            for s, k in zip(sizes, kernels):
+                maps.append(F.conv2d(x, k.repeat(3, 1, 1).unsqueeze(1), padding=s // 2, groups=3))
+            mu = torch.softmax(logits, 1)
+            prod = torch.stack(maps, 1) * mu.unsqueeze(2) * omega.repeat(1, 3, 1, 1).unsqueeze(1)
+            out = mix(prod.flatten(1, 2))
+            loss = (out * out).sum()
+            mark("forward")
+            loss.backward()
+            mark("forward+backward")
+
+        def reset():
+            for t in [x, logits, omega, *kernels, *mix.parameters()]:
+                t.grad = None
+
+        measure(f"inik inverse filter unfused (released), 3x{h}x{w}", p, run, reset)
     else:
-        raise SystemExit(f"unknown --case {a.case} (adds, unet; gs has no PyTorch twin)")
+        raise SystemExit(f"unknown --case {a.case} (adds, unet, inverse_filter_unfused; gs has no PyTorch twin)")
 
 
 if __name__ == "__main__":
