@@ -8,13 +8,16 @@ render(fitted)). No learned deblurrer can beat its oracle. Changes tried:
   color        shrink + a free colour change per blob (GsConfig::color_change)
 It also reports the Spearman rank correlation of the fitted blob scale with the true CoC radius (defocus/),
 with an optional prior -lambda * mean(log s) that lets blobs grow wherever the image allows it.
+--nonneg keeps the colours >= 0 (light only adds up: a wide blob cannot draw detail with negative neighbours);
+--no-oracle stops after the fit and its rank correlation.
 
 --coc-scales K asks the converse (the paper's premise made true by construction): blobs whose scale carries the
 TRUE blur, s = sqrt(s0^2 + (K r / 2)^2) with r the CoC radius at the cell (r / 2: a disk's standard deviation),
 only their colours fitted (with an optional total-variation prior --tv on the sharp render), then deblurred by
 shrinking every blob to s0 with its light kept (colour * s^2 / s0^2), the residual output as above.
 
-usage: scripts/experiment_gs_oracle.py DATA/test_c [--images 4] [--grow 0] [--crop 128] [--coc-scales K [--tv W]]
+usage: scripts/experiment_gs_oracle.py DATA/test_c [--images 4] [--grow 0] [--nonneg] [--no-oracle] [--crop 128]
+       [--coc-scales K [--tv W]]
 Needs Debian's python3-torch, python3-pil, python3-scipy; CPU only, about 15 s per image and change.
 """
 import argparse, glob, os
@@ -81,7 +84,7 @@ def oracle(x, y, s, color, change, iters=200):
     return psnr(fitted, x), psnr(out.detach(), y), float(((s_a - s) / s).mean())
 
 
-def coc_scaled(x, y, coc, k, tv, s0=0.9, iters=200):
+def coc_scaled(x, y, coc, k, tv, nonneg=False, s0=0.9, iters=200):
     """PSNR of the residual output after fitting colours to blobs sized by the true CoC and shrinking them."""
     h, w = x.shape[1:]
     s = torch.sqrt(s0**2 + (k * F.avg_pool2d(coc[None, None], 2)[0, 0] / 2) ** 2)
@@ -95,6 +98,9 @@ def coc_scaled(x, y, coc, k, tv, s0=0.9, iters=200):
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if nonneg:
+            with torch.no_grad():
+                color.clamp_(min=0)
     return psnr(fitted.detach(), x), psnr((x + sharp - fitted).detach(), y)
 
 
@@ -123,7 +129,7 @@ def main():
         t, l = (x.shape[1] - a.crop) // 2, (x.shape[2] - a.crop) // 2
         x, y, coc = x[:, t : t + a.crop, l : l + a.crop], y[:, t : t + a.crop, l : l + a.crop], coc[t : t + a.crop, l : l + a.crop]
         if a.coc_scales > 0:
-            fit_db, out_db = coc_scaled(x, y, coc, a.coc_scales, a.tv)
+            fit_db, out_db = coc_scaled(x, y, coc, a.coc_scales, a.tv, a.nonneg)
             rows.append([psnr(x, y), out_db])
             print(f"{n}: input {rows[-1][0]:.2f} dB, fit {fit_db:.2f} dB, shrunk to 0.9 px {out_db:.2f} dB", flush=True)
             continue
