@@ -31,6 +31,8 @@ def make(name):
         return twin_ggkm.GKMNet("intended"), lambda m, x: m(*pyramid3(x))[0]
     if name == "ggkm":
         return twin_ggkm.GGKMNet(), lambda m, x: m(*pyramid3(x))[0]
+    if name == "ggkm+":  # 7 residual blocks in every backbone block, as GgkmConfig::variant_defaults("ggkm+")
+        return twin_ggkm.GGKMNet(res_blocks=7), lambda m, x: m(*pyramid3(x))[0]
     if name == "sft":
         cfg = {"map_width": 64, "map_blocks": 4, "cond_width": 32, "width": 128, "blocks": 16, "modulation": "sft_dec"}
         return twin_sft.Sft(cfg), lambda m, x: m(x)[0]
