@@ -1,5 +1,6 @@
 // Peak memory of training workloads, one per process: bench/bench_memory_torch.py runs the same work in
-// PyTorch, measured the same way (all but reblur, which PyTorch has no fused form of).
+// PyTorch, measured the same way (all but gs, reblur and the fused inverse filter; PyTorch has no fused form of the
+// last two, and its inverse_filter_unfused is the released INIKNet's way).
 //   bench_memory --case adds|unet|gs|reblur|reblur_unfused|inverse_filter|inverse_filter_unfused [--device cpu|cuda]
 //                [--threads N] [--size HxW]
 // Prints JSON lines {name, phase, device, peak_mib, alive_mib, rss_growth_mib, ms}, each phase measured from the
