@@ -7,7 +7,8 @@
 # usage: scripts/judge.sh NAME cpu|gpu [BUILD]
 #   env: JUDGE_DATA (default data/judge; made here when missing), PIXEL4 (default
 #        ../shared/realdefocus/dual_pixel_defocus_estimation_deblurring; skipped when absent),
-#        DEVICE (default: cpu for the cpu recipe, cuda for gpu), RUN (default runs/judge_NAME_RECIPE),
+#        DEVICE (default: cpu for the cpu recipe, cuda for gpu), RUN (default runs/judge_NAME_RECIPE; the scores go
+#        to RUN_eval, so a trial run never overwrites the judged run's),
 #        TRAIN_ARGS (extra trainer flags, shown in the row), SKIP_TRAIN=1 (score an existing run),
 #        REUSE_SCORES=1 (with SKIP_TRAIN: keep the scores already in the eval folder, compute only the missing ones),
 #        ENSEMBLE=N (also score the synthetic and Pixel 4 sets with --self-ensemble N, beside the plain row).
@@ -24,7 +25,7 @@ DEVICE=${DEVICE:-$([ "$RECIPE" = gpu ] && echo cuda || echo cpu)}
 ens=${ENSEMBLE:-1}
 case "$ens" in 1|2|4|8) ;; *) echo "judge.sh: ENSEMBLE must be 1, 2, 4 or 8, got '$ens'" >&2; exit 1;; esac
 RUN=${RUN:-runs/judge_${NAME}_${RECIPE}}
-OUT=runs/judge_${NAME}_${RECIPE}_eval
+OUT=${RUN}_eval
 mkdir -p "$OUT" results
 trainer="train_$NAME"
 case "$NAME" in gkm|ggkm+) trainer=train_ggkm; TRAIN_ARGS="--variant $NAME ${TRAIN_ARGS:-}";; esac
