@@ -45,6 +45,7 @@
 #include "layers/losses.h"
 #include "layers/optim.h"
 #include "models/gs.h"
+#include "models/inik.h"
 #include "ops/inverse_filter.h"
 #include "ops/isotropic_reblur.h"
 #include "ops/ops.h"
@@ -216,9 +217,7 @@ int main(int argc, char** argv) {
     } else if (which == "inverse_filter" || which == "inverse_filter_unfused") {
       int64_t h = 0, w = 0;
       RF_CHECK(std::sscanf(size.c_str(), "%ldx%ld", &h, &w) == 2 && h > 0 && w > 0, "--size must be HxW, got '", size, "'");
-      InverseFilterShape shape;  // inik's (InikConfig::filter_shape)
-      for (int64_t k = 3; k <= 15; k += 2) shape.sizes.push_back(k);
-      shape.bases = 10;
+      const InverseFilterShape shape = InikConfig().filter_shape();  // inik's default network
       const int64_t groups = (int64_t)shape.sizes.size();
       Tensor x = rand({1, 3, h, w}, dev, &g).set_requires_grad();
       Tensor kernels = (randn({shape.kernel_floats()}, dev, &g) * 0.1f).detach().set_requires_grad();

@@ -48,6 +48,13 @@ def render(color, scale, h, w):
     return F.fold(patches.reshape(1, -1, gh * gw), (h, w), 2 * HALF, stride=2, padding=HALF - 1)[0]
 
 
+def keep_nonnegative(color):
+    """Projects the colours back to >= 0 after a step: light only adds up, so a wide blob cannot draw fine detail
+    with negative neighbours."""
+    with torch.no_grad():
+        color.clamp_(min=0)
+
+
 def fit(x, grow, nonneg=False, iters=150):
     cell_mean = F.avg_pool2d(x[None], 2)[0]
     log_s = torch.full(cell_mean.shape[1:], float(np.log(0.9))).requires_grad_()
@@ -59,9 +66,8 @@ def fit(x, grow, nonneg=False, iters=150):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if nonneg:  # light only adds up: a wide blob cannot draw fine detail with negative neighbours
-            with torch.no_grad():
-                color.clamp_(min=0)
+        if nonneg:
+            keep_nonnegative(color)
     return (torch.exp(log_s) + 0.1).detach(), color.detach()
 
 
@@ -99,8 +105,7 @@ def coc_scaled(x, y, coc, k, tv, nonneg=False, s0=0.9, iters=200):
         loss.backward()
         opt.step()
         if nonneg:
-            with torch.no_grad():
-                color.clamp_(min=0)
+            keep_nonnegative(color)
     return psnr(fitted.detach(), x), psnr((x + sharp - fitted).detach(), y)
 
 
