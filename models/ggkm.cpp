@@ -138,12 +138,13 @@ GkmConvBlock::GkmConvBlock(const std::string& kind, int64_t in, int64_t out, int
   if (res_blocks > 1) {
     extra = register_module("extra", std::make_shared<Sequential>());
     for (int64_t i = 1; i < res_blocks; ++i) extra->push_back(std::make_shared<GkmResBlock>(out));
+    active_extra = extra->size();
   }
 }
 
 Tensor GkmConvBlock::forward(const Tensor& x) {
   Tensor y = res_block->forward(conv->forward(x));
-  if (extra) y = extra->forward(y);
+  for (size_t i = 0; i < active_extra; ++i) y = (*extra)[i].forward(y);
   return ta->forward(y);
 }
 
@@ -231,6 +232,27 @@ int64_t GgkmModel::inference_parameters() const {
   int64_t n = num_parameters();
   if (srm_) n -= srm_->num_parameters();
   return n;
+}
+
+std::vector<std::shared_ptr<GkmConvBlock>> GgkmModel::bfe_blocks() const {
+  return {in_block, conv_block1_1, conv_block2_1, bottle_neck_1, conv_block3_1, conv_block4_1};
+}
+
+void GgkmModel::run_extra_blocks(bool on) {
+  for (auto& b : bfe_blocks()) b->active_extra = on && b->extra ? b->extra->size() : 0;
+}
+
+void GgkmModel::start_extra_blocks_near_identity() {
+  for (auto& b : bfe_blocks()) {
+    for (size_t i = 0; b->extra && i < b->extra->size(); ++i) {
+      auto& rb = dynamic_cast<GkmResBlock&>((*b->extra)[i]);
+      for (auto& branch : {rb.conv, rb.conv1}) {  // conv -> BatchNorm -> ReLU
+        auto& bn = dynamic_cast<BatchNorm2d&>((*branch)[1]);
+        bn.weight.fill_(1e-3f);
+        bn.bias.fill_(0.f);
+      }
+    }
+  }
 }
 
 BfeFeatures GgkmModel::bfe(const Tensor& y) {

@@ -81,6 +81,7 @@ class GkmConvBlock : public UnaryModule {
   std::shared_ptr<Sequential> conv, extra;
   std::shared_ptr<GkmResBlock> res_block;
   std::shared_ptr<TripletAttention> ta;
+  size_t active_extra = 0;  // how many of `extra` run (all unless the trainer grows the network)
 };
 
 // The backbone (BFE): in_block, conv_block1_1, conv_block2_1, bottle_neck_1, conv_block3_1, conv_block4_1.
@@ -104,6 +105,13 @@ class GgkmModel : public Model {
   // Parameters of the deblurring network alone (the SRM is a training aid, not counted, as in the paper).
   int64_t inference_parameters() const;
 
+  // [ours] Growth training (ggkm+'s cpu recipe, train/recipe_ggkm.cpp): first every BFE block runs only its
+  // first residual block (ggkm's depth, at the cost of a ggkm step); then the extra blocks join, started near
+  // the identity (BatchNorm scales 1e-3: each adds almost nothing to the trained function, yet gets gradients).
+  void run_extra_blocks(bool on);
+  void start_extra_blocks_near_identity();
+  static bool extra_block_parameter(const std::string& name) { return name.find(".extra.") != std::string::npos; }
+
   struct Scale {
     Tensor out, y_resynth, target;  // y_resynth: the SRM's output (ggkm, training)
   };
@@ -114,6 +122,7 @@ class GgkmModel : public Model {
 
  private:
   BfeFeatures bfe(const Tensor& y);
+  std::vector<std::shared_ptr<GkmConvBlock>> bfe_blocks() const;
   std::shared_ptr<GkmConvBlock> in_block, conv_block1_1, conv_block2_1, bottle_neck_1, conv_block3_1, conv_block4_1;
   // The (beta-)APU: path 1 avg-pool -> ConvLSTM (conv_atten) -> nearest x2; path 2 conv.conv (GKM: 3x3 conv +
   // BN + ReLU; GGKM: two 3x3 convs). SumLayer.conv: the 1x1 sum. alpha_apu: two LSTM cells (GGKM). srm: GGKM.

@@ -161,4 +161,56 @@ TEST_CASE("ggkm starts as the identity, and its loss reaches every parameter") {
   CHECK(std::isfinite(l.total.item()));
 }
 
+TEST_CASE("ggkm+ grown from ggkm's depth: the extra blocks join near the identity, then learn") {
+  manual_seed(11);
+  GgkmConfig c = GgkmConfig::variant_defaults("ggkm+");
+  c.groups = 4;      // a small bank and
+  c.res_blocks = 3;  // two extra blocks per BFE block keep the test fast
+  GgkmModel m(c);
+  for (auto& [n, p] : m.named_parameters())  // away from the identity start, so the output shows the BFE
+    if (n == "SumLayer.conv.weight") Tensor(p).copy_(uniform_input(p.shape(), -0.1f, 0.1f, 8));
+  Tensor x = uniform_input({1, 3, 32, 48}, 0.f, 1.f, 5);
+  auto output = [&] {
+    NoGrad ng;
+    m.eval();
+    Tensor y = m.deblur(x, Tensor(), Tensor());
+    m.train();
+    return y;
+  };
+  auto gradients_of_extra_blocks = [&](bool extra) {
+    Batch b;
+    b.input = x;
+    b.target = clamp(x + 0.1f * uniform_input(x.shape(), -1.f, 1.f, 6), 0.f, 1.f);
+    for (auto& [n, p] : m.named_parameters()) Tensor(p).zero_grad();
+    m.loss(b, "main").total.backward();
+    int with = 0, without = 0;
+    for (auto& [n, p] : m.named_parameters()) {
+      if (GgkmModel::extra_block_parameter(n) != extra) continue;
+      const bool has = p.grad().defined() && max_abs_diff(p.grad(), zeros_like(p.grad())) > 0;
+      (has ? with : without)++;
+    }
+    return std::pair<int, int>{with, without};
+  };
+
+  m.run_extra_blocks(false);
+  Tensor shallow = output();
+  m.run_extra_blocks(true);
+  const float with_random_blocks = max_abs_diff(output(), shallow);
+  m.start_extra_blocks_near_identity();
+  const float grown = max_abs_diff(output(), shallow);
+  MESSAGE("the shallow network's output moves by " << grown << " when the extra blocks join near the identity, by "
+                                                   << with_random_blocks << " with their initial weights");
+  CHECK(with_random_blocks > 1e-2f);
+  CHECK(grown < 0.05f * with_random_blocks);
+  CHECK(grown > 0.f);
+  // (the losses below update BatchNorm's running statistics, so they come after the outputs are compared)
+  m.run_extra_blocks(false);
+  CHECK(gradients_of_extra_blocks(true).first == 0);    // idle blocks are out of the graph
+  CHECK(gradients_of_extra_blocks(false).second == 0);  // the rest all learn
+  m.run_extra_blocks(true);
+  auto [with, without] = gradients_of_extra_blocks(true);
+  CHECK(without == 0);  // every parameter of the joined blocks learns from the first step
+  CHECK(with > 0);
+}
+
 }  // TEST_SUITE

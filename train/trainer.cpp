@@ -57,16 +57,17 @@ Batch TrainContext::to_device(const Batch& b) const {
   return d;
 }
 
-Stage supervised_stage(TrainContext& ctx, const std::string& name, int64_t iters, LRSchedule schedule) {
+Stage supervised_stage(TrainContext& ctx, const std::string& name, int64_t iters, LRSchedule schedule,
+                       int64_t first_batch) {
   auto loader = std::make_shared<std::unique_ptr<TrainLoader>>();
   Stage s;
   s.name = name;
   s.iters = iters;
   s.schedule = schedule;
   s.params = [&ctx] { return ctx.model->named_parameters(); };
-  s.begin = [&ctx, loader](int64_t first) {
+  s.begin = [&ctx, loader, first_batch](int64_t first) {
     *loader = std::make_unique<TrainLoader>(ctx.train, ctx.loader_options());
-    (*loader)->seek(first);
+    (*loader)->seek(first_batch + first);
   };
   s.step = [&ctx, loader, name](int64_t) { return ctx.model->loss(ctx.to_device((*loader)->next()), name); };
   s.end = [loader] { loader->reset(); };

@@ -115,8 +115,10 @@ struct TrainContext {
 };
 
 // A stage that trains all of the model's parameters on random crops with Model::loss(batch, name): what most
-// networks need (the paper's loss lives in the model; the recipe sets the schedule).
-Stage supervised_stage(TrainContext& ctx, const std::string& name, int64_t iters, LRSchedule schedule);
+// networks need (the paper's loss lives in the model; the recipe sets the schedule). Its step i draws the
+// loader's batch first_batch + i (a later stage passes the steps before it to see new crops).
+Stage supervised_stage(TrainContext& ctx, const std::string& name, int64_t iters, LRSchedule schedule,
+                       int64_t first_batch = 0);
 
 // Parses the command line, runs (or resumes) the recipe's stages, writes the final weights. Returns the exit code.
 int train_main(const Recipe& recipe, int argc, char** argv);
