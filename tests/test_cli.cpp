@@ -128,6 +128,35 @@ TEST_CASE("train_gs stopped in every stage and resumed ends with the same weight
   CHECK_FALSE(rf::file_exists(d / "old/fits/synth_00000.sharp.safetensors"));
 }
 
+TEST_CASE("train_ggkm grows ggkm+ (shallow steps, then every block), and resumes across the growth like a whole run") {
+  TempDir d;
+  Run r = run("make_synth --out " + (d / "data") + " --n 4 --size 48x48 --seed 4");
+  REQUIRE_MESSAGE(r.code == 0, r.output);
+  // 3 steps at ggkm's depth (global 0-2), then 2 with every residual block (3-4).
+  const std::string args = " --variant ggkm+ --device cpu --shallow-iters 3 --iters 2 --crop 32 --batch 1 --val-images 1"
+                           " --val-crop 32 --log-every 1";
+  r = run("train_ggkm " + (d / "data") + " --out " + (d / "whole") + args);
+  REQUIRE_MESSAGE(r.code == 0, r.output);
+  std::string log = rf::read_file(d / "whole/log.jsonl");
+  CHECK(log.find("\"stage\":\"shallow\",\"step\":2") != std::string::npos);
+  CHECK(log.find("\"stage\":\"main\",\"step\":1") != std::string::npos);
+  r = run("train_ggkm " + (d / "data") + " --out " + (d / "parts") + args + " --stop-after 1");
+  REQUIRE_MESSAGE(r.code == 0, r.output);
+  for (const char* stop : {"3", "4"}) {  // at the growth itself, then inside the grown stage
+    r = run("train_ggkm " + (d / "data") + " --out " + (d / "parts") + args + " --resume --stop-after " + stop);
+    REQUIRE_MESSAGE(r.code == 0, r.output);
+    CHECK_MESSAGE(r.output.find("stopped after step " + std::string(stop)) != std::string::npos, r.output);
+  }
+  r = run("train_ggkm " + (d / "data") + " --out " + (d / "parts") + " --resume");
+  REQUIRE_MESSAGE(r.code == 0, r.output);
+  CHECK(rf::read_file(d / "whole/ggkm+.safetensors") == rf::read_file(d / "parts/ggkm+.safetensors"));
+  // ggkm has one residual block per backbone block: nothing to grow.
+  r = run("train_ggkm " + (d / "data") + " --out " + (d / "flat") + " --device cpu --shallow-iters 3 --iters 1 --crop 32");
+  CHECK(r.code == 1);
+  CHECK_MESSAGE(r.output.find("--shallow-iters needs more than one residual block per BFE block") != std::string::npos,
+                r.output);
+}
+
 TEST_CASE("bad input: one clear sentence and a non-zero exit") {
   TempDir d;
   Run r = run("evaluate --data " + (d / "nothing") + " --identity");
