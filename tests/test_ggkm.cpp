@@ -1,6 +1,6 @@
 // gkm / ggkm / ggkm+ (paper 001): the separable kernel-bank op (dense oracle, PyTorch's dense conv2d,
 // finite differences, CUDA parity), the GKMNet PyTorch twin through `forward` (both bank orders), parameter
-// counts, and GGKMNet's identity start and gradients.
+// counts, GGKMNet's identity start and gradients, and ggkm+'s growth from ggkm's depth (its cpu recipe).
 #include <unistd.h>
 
 #include <cstdio>
